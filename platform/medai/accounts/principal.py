@@ -1,0 +1,38 @@
+"""The caller of a request or task: who they are, their role, and the tenants they may see."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from django.db.models import QuerySet
+
+from medai.accounts.models import Role
+
+
+class Scope(StrEnum):
+    NATIONAL = "national"
+    REGION = "region"
+    ORGANIZATION = "organization"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+    region_id: int | None = None
+    organization_id: int | None = None
+
+    @property
+    def scope(self) -> Scope:
+        if self.organization_id is not None:
+            return Scope.ORGANIZATION
+        if self.region_id is not None:
+            return Scope.REGION
+        return Scope.NATIONAL
+
+    def scoped(self, queryset: QuerySet) -> QuerySet:
+        """Narrow a queryset of tenant-owned rows (with `organization` and `region`) to what this caller may see."""
+        if self.scope is Scope.ORGANIZATION:
+            return queryset.filter(organization_id=self.organization_id)
+        if self.scope is Scope.REGION:
+            return queryset.filter(region_id=self.region_id)
+        return queryset

@@ -1,0 +1,1 @@
+"""The DICOM archive: the index of studies, series and instances, and the object storage behind it."""

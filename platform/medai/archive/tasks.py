@@ -1,0 +1,22 @@
+"""Celery tasks of the archive. Tasks take ids, are safe to re-run, and stay thin."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from medai.archive.services import studies_complete_quiet
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="archive.study_completed", ignore_result=True, acks_late=True)
+def study_completed(study_id: int) -> None:
+    """Fired exactly once per study when it is complete. The AI analysis issue hangs routing here."""
+    logger.info("study %s completed", study_id)
+
+
+@shared_task(name="archive.complete_quiet_studies", ignore_result=True)
+def complete_quiet_studies() -> int:
+    """Periodic: complete the studies that have been quiet for STUDY_QUIET_SECONDS."""
+    return studies_complete_quiet(quiet_seconds=settings.STUDY_QUIET_SECONDS)

@@ -1,0 +1,41 @@
+"""REST endpoints of the archive (DICOMweb itself lives in medai.dicomweb)."""
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from medai.archive.selectors import studies_visible
+from medai.archive.services import study_complete
+
+
+class StudyCompleteView(APIView):
+    """Declare a study complete now instead of waiting for the quiet time; fires `study_completed` once."""
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "StudyCompleted",
+            {
+                "study_instance_uid": serializers.CharField(),
+                "status": serializers.CharField(),
+                "completed_at": serializers.DateTimeField(),
+                "newly_completed": serializers.BooleanField(),
+            },
+        ),
+    )
+    def post(self, request, study_uid: str) -> Response:
+        study = studies_visible(principal=request.auth).filter(study_instance_uid=study_uid).first()
+        if study is None:
+            raise NotFound("No such study.")
+        newly_completed = study_complete(study_id=study.id)
+        study.refresh_from_db()
+        return Response(
+            {
+                "study_instance_uid": study.study_instance_uid,
+                "status": study.status,
+                "completed_at": study.completed_at,
+                "newly_completed": newly_completed,
+            }
+        )

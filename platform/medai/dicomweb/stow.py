@@ -1,0 +1,6 @@
+"""STOW-RS (placeholder until written)."""
+from medai.dicomweb.base import DicomWebView
+
+
+class Store(DicomWebView):
+    pass

@@ -1,0 +1,1 @@
+"""Starting the real servers the platform needs, embedded: used by `medai up` and by the test fixtures."""

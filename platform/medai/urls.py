@@ -1,0 +1,19 @@
+"""URL map: the REST API under /api/v1/, DICOMweb under /dicomweb/, OpenAPI under /api/schema/."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from medai.archive.views import StudyCompleteView
+
+api_v1 = [
+    path("studies/<str:study_uid>/complete", StudyCompleteView.as_view(), name="study-complete"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("dicomweb/", include("medai.dicomweb.urls")),
+    path("admin/", admin.site.urls),
+]

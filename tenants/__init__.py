@@ -1,0 +1,1 @@
+"""Tenants: regions (subjects of the federation) and their medical organizations."""

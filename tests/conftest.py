@@ -1,0 +1,146 @@
+"""Real servers for the whole test session: PostgreSQL, Redis, an S3 server, Triton and the web tier.
+
+`pytest_configure` runs before pytest-django imports the settings, so the embedded servers are
+started (unless DATABASE_URL / CELERY_BROKER_URL / S3_ENDPOINT_URL point at running ones) and their
+URLs exported first. Triton and the gunicorn web tier start lazily, once, for the tests that use them.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT / "platform"))
+
+from medai.runtime import services  # noqa: E402
+
+_started: list = []
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def pytest_configure(config) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medai.settings")
+    home = Path(tempfile.mkdtemp(prefix="medai-test-"))
+    os.environ.setdefault("MEDAI_HOME", str(home))
+    if "DATABASE_URL" not in os.environ:
+        _started.append(services.start_postgres(home / "pg"))
+        os.environ["DATABASE_URL"] = _started[-1].url
+    if "CELERY_BROKER_URL" not in os.environ:
+        _started.append(services.start_redis(home / "redis" / "redis.db"))
+        os.environ["CELERY_BROKER_URL"] = _started[-1].url
+    if "S3_ENDPOINT_URL" not in os.environ:
+        _started.append(services.start_s3(log_file=home / "s3.log"))
+        os.environ["S3_ENDPOINT_URL"] = _started[-1].url
+    import django
+
+    django.setup()
+
+
+def pytest_unconfigure(config) -> None:
+    while _started:
+        _started.pop().stop()
+
+
+@pytest.fixture(scope="session")
+def triton():
+    """The real tritonserver serving `inference/models` (or the one at TRITON_URL)."""
+    if os.environ.get("TRITON_URL"):
+        yield os.environ["TRITON_URL"]
+        return
+    from inference.models import MODEL_REPOSITORY
+
+    workdir = Path(os.environ["MEDAI_HOME"]) / "triton"
+    server = services.start_triton(MODEL_REPOSITORY, workdir)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _database_url_of(settings_dict: dict) -> str:
+    return f"postgresql://{settings_dict['USER']}:{settings_dict['PASSWORD']}@/{settings_dict['NAME']}?host={settings_dict['HOST']}"
+
+
+@pytest.fixture(scope="session")
+def web_server_factory(django_db_setup, django_db_blocker):
+    """Start gunicorn on the test database with extra settings; the same server for the same settings."""
+    from django.db import connection
+
+    servers: dict[tuple, services.RunningService] = {}
+
+    def start(**env_overrides: str) -> str:
+        key = tuple(sorted(env_overrides.items()))
+        if key not in servers:
+            port = services.free_port()
+            env = dict(os.environ, DATABASE_URL=_database_url_of(connection.settings_dict), **env_overrides)
+            log = open(Path(os.environ["MEDAI_HOME"]) / f"gunicorn-{port}.log", "ab")  # noqa: SIM115
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "medai.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                 "--workers", "2", "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
+                 "--chdir", str(ROOT / "platform")],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+            url = f"http://127.0.0.1:{port}"
+            services.wait_until(lambda: services.http_ok(url + "/api/schema/"), timeout=60,
+                                what="web server", process=process)
+            servers[key] = services.RunningService("web", url, stop=lambda p=process: services.terminate(p),
+                                                   process=process)
+        return servers[key].url
+
+    yield start
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=["s3", "local"])
+def storage_backend(request) -> dict[str, str]:
+    """The archive's tests run on both storage backends: the S3 server, and local files."""
+    if request.param == "s3":
+        return {"S3_ENDPOINT_URL": os.environ["S3_ENDPOINT_URL"]}
+    return {"S3_ENDPOINT_URL": "", "MEDAI_HOME": tempfile.mkdtemp(prefix="medai-local-")}
+
+
+@pytest.fixture
+def use_storage(settings, storage_backend):
+    """Point this process's settings at the parametrised backend, matching the web server's."""
+    settings.S3_ENDPOINT_URL = storage_backend["S3_ENDPOINT_URL"]
+    if "MEDAI_HOME" in storage_backend:
+        settings.LOCAL_STORAGE_ROOT = Path(storage_backend["MEDAI_HOME"]) / "objects"
+    from medai.archive.storage import get_storage
+
+    return get_storage()
+
+
+@pytest.fixture
+def live_platform(transactional_db, web_server_factory, storage_backend, use_storage) -> str:
+    """The web tier (gunicorn) on the test database and the parametrised storage backend."""
+    return web_server_factory(**storage_backend)
+
+
+@pytest.fixture
+def tenant_factory(transactional_db):
+    """Make a region, an organization and a user of it with a role; returns (organization, token)."""
+    from medai.accounts.models import Role
+    from medai.accounts.services import api_token_create, user_ensure
+    from tenants.services import organization_ensure, region_ensure
+
+    counter = iter(range(1, 10_000))
+
+    def make(*, region_code: str = "RU-MOW", role: Role = Role.UPLOADER):
+        n = next(counter)
+        region = region_ensure(code=region_code, name=f"Region {region_code}")
+        organization = organization_ensure(region=region, oms_code=f"{region_code[-3:]}{n:04d}", name=f"Clinic {n}")
+        user = user_ensure(username=f"{region_code}-{n}-{role}", role=role, organization=organization)
+        return organization, api_token_create(user=user)
+
+    return make
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
