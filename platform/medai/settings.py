@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "medai.accounts",
     "medai.archive",
     "medai.dicomweb",
+    "medai.runtime",
 ]
 
 MIDDLEWARE = [
