@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -62,7 +63,8 @@ def triton():
 
 
 def _database_url_of(settings_dict: dict) -> str:
-    return f"postgresql://{settings_dict['USER']}:{settings_dict['PASSWORD']}@/{settings_dict['NAME']}?host={settings_dict['HOST']}"
+    """DATABASE_URL with the test database's name in place of the configured one."""
+    return urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + settings_dict["NAME"]).geturl()
 
 
 @pytest.fixture(scope="session")
@@ -77,10 +79,11 @@ def web_server_factory(django_db_setup, django_db_blocker):
         if key not in servers:
             port = services.free_port()
             env = dict(os.environ, DATABASE_URL=_database_url_of(connection.settings_dict), **env_overrides)
+            workers = env.pop("WEB_WORKERS", "2")
             log = open(Path(os.environ["MEDAI_HOME"]) / f"gunicorn-{port}.log", "ab")  # noqa: SIM115
             process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "medai.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                 "--workers", "2", "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
+                 "--workers", workers, "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
                  "--chdir", str(ROOT / "platform")],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
@@ -126,6 +129,7 @@ def tenant_factory(transactional_db):
     """Make a region, an organization and a user of it with a role; returns (organization, token)."""
     from medai.accounts.models import Role
     from medai.accounts.services import api_token_create, user_ensure
+
     from tenants.services import organization_ensure, region_ensure
 
     counter = iter(range(1, 10_000))

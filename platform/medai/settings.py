@@ -104,7 +104,8 @@ S3_REGION = env.str("S3_REGION", default="us-east-1")
 LOCAL_STORAGE_ROOT = MEDAI_HOME / "objects"
 
 # --- DICOMweb --------------------------------------------------------------------------------
-DICOMWEB_MAX_STOW_BYTES = env.int("DICOMWEB_MAX_STOW_BYTES", default=4 * 1024**3)
+# 1.5 GiB: a 1 GB study passes in one request; larger ones are sent in several.
+DICOMWEB_MAX_STOW_BYTES = env.int("DICOMWEB_MAX_STOW_BYTES", default=1536 * 1024**2)
 DICOMWEB_MAX_CONCURRENT_STOW = env.int("DICOMWEB_MAX_CONCURRENT_STOW", default=8)
 DICOMWEB_RETRY_AFTER_SECONDS = env.int("DICOMWEB_RETRY_AFTER_SECONDS", default=5)
 DICOMWEB_SPOOL_MEMORY_BYTES = env.int("DICOMWEB_SPOOL_MEMORY_BYTES", default=8 * 1024**2)

@@ -54,7 +54,8 @@ def dataset_metadata(dataset: Dataset, *, has_pixel_data: bool) -> dict[str, Any
 
     metadata = dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk_uri)
     if has_pixel_data:
-        vr = "OW" if dataset.get("BitsAllocated", 8) > 8 and not dataset.file_meta.TransferSyntaxUID.is_compressed else "OB"
+        compressed = dataset.file_meta.TransferSyntaxUID.is_compressed
+        vr = "OW" if dataset.get("BitsAllocated", 8) > 8 and not compressed else "OB"
         metadata["7FE00010"] = {"vr": vr, "BulkDataURI": f"{BULKDATA_PLACEHOLDER}7FE00010"}
     return metadata
 
