@@ -47,17 +47,17 @@ def pytest_unconfigure(config) -> None:
 
 
 @pytest.fixture(scope="session")
-def triton():
-    """The real tritonserver serving `inference/models` (or the one at TRITON_URL)."""
+def triton() -> services.RunningService:
+    """The real tritonserver serving `inference/models` (or the one at TRITON_URL / TRITON_HTTP_URL)."""
     if os.environ.get("TRITON_URL"):
-        yield os.environ["TRITON_URL"]
+        yield services.RunningService("triton", os.environ["TRITON_URL"], stop=lambda: None,
+                                      http_url=os.environ.get("TRITON_HTTP_URL", ""))
         return
     from inference.models import MODEL_REPOSITORY
 
-    workdir = Path(os.environ["MEDAI_HOME"]) / "triton"
-    server = services.start_triton(MODEL_REPOSITORY, workdir)
+    server = services.start_triton(MODEL_REPOSITORY, Path(os.environ["MEDAI_HOME"]) / "triton")
     try:
-        yield server.url
+        yield server
     finally:
         server.stop()
 
@@ -129,7 +129,6 @@ def tenant_factory(transactional_db):
     """Make a region, an organization and a user of it with a role; returns (organization, token)."""
     from medai.accounts.models import Role
     from medai.accounts.services import api_token_create, user_ensure
-
     from tenants.services import organization_ensure, region_ensure
 
     counter = iter(range(1, 10_000))

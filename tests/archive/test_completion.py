@@ -7,11 +7,11 @@ import pytest
 import requests
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_success
+
 from medai.archive.models import Study
 from medai.archive.synthetic import make_series, to_bytes
 from medai.archive.tasks import complete_quiet_studies
 from medai.celery_app import app
-
 from tests.dicomweb.stow_client import multipart, stow
 
 

@@ -7,11 +7,11 @@ from urllib.parse import urlsplit
 import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
-from medai.archive.models import Instance, Study
-from medai.archive.synthetic import make_instance, make_series, to_bytes
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from medai.archive.models import Instance, Study
+from medai.archive.synthetic import make_instance, make_series, to_bytes
 from tests.dicomweb.stow_client import failures, multipart, multipart_chunks, stored, stow
 
 CANNOT_UNDERSTAND, SOP_CLASS_NOT_SUPPORTED, MISMATCH, DUPLICATE = 0xC000, 0x0122, 0xA900, 0x0111
@@ -208,7 +208,6 @@ def test_storage_outage_mid_upload_answers_503_and_keeps_only_what_was_acknowled
 
     from medai.archive.services import storage_sweep_orphans
     from medai.archive.storage import get_storage
-
     from tests.tcp_proxy import TcpProxy
 
     s3 = urlsplit(settings.S3_ENDPOINT_URL)

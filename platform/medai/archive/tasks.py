@@ -1,11 +1,12 @@
 """Celery tasks of the archive. Tasks take ids, are safe to re-run, and stay thin."""
 
+import datetime as dt
 import logging
 
 from celery import shared_task
 from django.conf import settings
 
-from medai.archive.services import studies_complete_quiet
+from medai.archive.services import storage_sweep_orphans, studies_complete_quiet
 
 logger = logging.getLogger(__name__)
 
@@ -20,3 +21,9 @@ def study_completed(study_id: int) -> None:
 def complete_quiet_studies() -> int:
     """Periodic: complete the studies that have been quiet for STUDY_QUIET_SECONDS."""
     return studies_complete_quiet(quiet_seconds=settings.STUDY_QUIET_SECONDS)
+
+
+@shared_task(name="archive.sweep_orphans", ignore_result=True)
+def sweep_orphans() -> int:
+    """Periodic: delete objects left in storage by requests that crashed before their index commit."""
+    return storage_sweep_orphans(older_than=dt.timedelta(hours=2))

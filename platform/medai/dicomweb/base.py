@@ -21,6 +21,8 @@ class FirstRendererNegotiation(BaseContentNegotiation):
 
 
 class DicomWebView(APIView):
+    # DICOMweb is specified by PS3.18, not by our OpenAPI document.
+    schema = None
     content_negotiation_class = FirstRendererNegotiation
     renderer_classes = [JSONRenderer]
     parser_classes: list = []  # bodies are read as streams by the views that take one (STOW)
