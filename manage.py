@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent / "platform"))
 
-from medai.cli import main  # noqa: E402
+from medai.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())
