@@ -5,6 +5,7 @@ started (unless DATABASE_URL / CELERY_BROKER_URL / S3_ENDPOINT_URL point at runn
 URLs exported first. Triton and the gunicorn web tier start lazily, once, for the tests that use them.
 """
 
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -41,7 +42,22 @@ def pytest_configure(config) -> None:
     django.setup()
 
 
+_keycloak = {}
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Start Keycloak in the background as soon as a collected test needs it: it takes a minute to boot."""
+    if os.environ.get("KEYCLOAK_URL") or not any("keycloak" in item.fixturenames for item in items):
+        return
+    realm_file = ROOT / "platform" / "medai" / "accounts" / "realm.json"
+    log_file = Path(os.environ["MEDAI_HOME"]) / "keycloak.log"
+    future = concurrent.futures.ThreadPoolExecutor(1).submit(services.start_keycloak, realm_file, log_file=log_file)
+    _keycloak["future"] = future
+
+
 def pytest_unconfigure(config) -> None:
+    if "future" in _keycloak and not _keycloak["future"].exception(timeout=400):
+        _keycloak["future"].result().stop()
     while _started:
         _started.pop().stop()
 
@@ -60,6 +76,14 @@ def triton() -> services.RunningService:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def keycloak() -> services.RunningService:
+    """Keycloak in dev mode with the platform's realm (or the one at KEYCLOAK_URL)."""
+    if os.environ.get("KEYCLOAK_URL"):
+        return services.RunningService("keycloak", os.environ["KEYCLOAK_URL"], stop=lambda: None)
+    return _keycloak["future"].result(timeout=400)
 
 
 def _database_url_of(settings_dict: dict) -> str:

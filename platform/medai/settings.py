@@ -122,6 +122,11 @@ TRITON_PROTOCOL = env.str("TRITON_PROTOCOL", default="grpc")
 KEYCLOAK_URL = env.str("KEYCLOAK_URL", default="")
 KEYCLOAK_REALM = env.str("KEYCLOAK_REALM", default="medai")
 KEYCLOAK_CLIENT_ID = env.str("KEYCLOAK_CLIENT_ID", default="medai-platform")
+KEYCLOAK_LEEWAY_SECONDS = env.int("KEYCLOAK_LEEWAY_SECONDS", default=10)
+KEYCLOAK_JWKS_COOLDOWN_SECONDS = env.float("KEYCLOAK_JWKS_COOLDOWN_SECONDS", default=5.0)
+# The service account that provisions groups, clients and users at onboarding (realm.json: medai-admin).
+KEYCLOAK_ADMIN_CLIENT_ID = env.str("KEYCLOAK_ADMIN_CLIENT_ID", default="medai-admin")
+KEYCLOAK_ADMIN_CLIENT_SECRET = env.str("KEYCLOAK_ADMIN_CLIENT_SECRET", default="")
 
 AUTH_PASSWORD_VALIDATORS = [{"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"}]
 

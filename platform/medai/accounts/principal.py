@@ -1,4 +1,4 @@
-"""The caller of a request or task: who they are, their role, and the tenants they may see."""
+"""The caller of a request or task: who they are, their roles, and the tenants they may see."""
 
 from dataclasses import dataclass
 from enum import StrEnum
@@ -6,6 +6,17 @@ from enum import StrEnum
 from django.db.models import QuerySet
 
 from medai.accounts.models import Role
+
+# When a caller holds several roles, `Principal.role` names the first of these it holds.
+ROLE_PRECEDENCE = (
+    Role.PLATFORM_ADMIN,
+    Role.MINISTRY_ANALYST,
+    Role.REGIONAL_ADMIN,
+    Role.ORG_ADMIN,
+    Role.FINANCE,
+    Role.RADIOLOGIST,
+    Role.UPLOADER,
+)
 
 
 class Scope(StrEnum):
@@ -17,9 +28,17 @@ class Scope(StrEnum):
 @dataclass(frozen=True)
 class Principal:
     subject: str
-    role: Role
+    roles: frozenset[Role]
     region_id: int | None = None
     organization_id: int | None = None
+    client_id: str = ""
+
+    @property
+    def role(self) -> Role:
+        return next(role for role in ROLE_PRECEDENCE if role in self.roles)
+
+    def has_role(self, *roles: Role) -> bool:
+        return not self.roles.isdisjoint(roles)
 
     @property
     def scope(self) -> Scope:

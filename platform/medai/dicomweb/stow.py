@@ -72,12 +72,10 @@ class Store(DicomWebView):
 
     def _organization_for_upload(self) -> tuple[MedicalOrganization | None, HttpResponse | None]:
         principal = self.principal
-        if principal.organization_id is None or principal.role not in UPLOAD_ROLES:
+        if principal.organization_id is None or not principal.has_role(*UPLOAD_ROLES):
             return None, dicomweb_error(403, "Only an organization's uploader or admin may store studies.")
-        organization = MedicalOrganization.objects.get(id=principal.organization_id)
-        if organization.status == MedicalOrganization.Status.SUSPENDED:
-            return None, dicomweb_error(403, f"Organization {organization.oms_code} is suspended; uploads are refused.")
-        return organization, None
+        # Suspended organizations are refused at authentication already.
+        return MedicalOrganization.objects.get(id=principal.organization_id), None
 
     def _store_body(
         self, request: HttpRequest, organization: MedicalOrganization, boundary: str, study: str | None

@@ -5,6 +5,7 @@ Each `start_*` returns a `RunningService` with the URL to hand to the platform's
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -168,3 +169,58 @@ def start_triton(
     return RunningService(
         "triton", f"127.0.0.1:{grpc_port}", stop=lambda: terminate(process), process=process, http_url=http_url
     )
+
+
+KEYCLOAK_VERSION = "26.4.7"
+KEYCLOAK_CACHE = Path(os.environ.get("MEDAI_CACHE", Path.home() / ".cache" / "medai")) / "keycloak"
+
+
+def keycloak_dist() -> Path:
+    """The unpacked keycloak-quarkus-dist, fetched from Maven Central with `mvn` into a cache outside the repo."""
+    home = KEYCLOAK_CACHE / f"keycloak-{KEYCLOAK_VERSION}"
+    if home.exists():
+        return home
+    archive = KEYCLOAK_CACHE / f"keycloak-quarkus-dist-{KEYCLOAK_VERSION}.zip"
+    if not archive.exists():
+        subprocess.run(
+            ["mvn", "-q", "dependency:copy", f"-Dartifact=org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:zip",
+             f"-DoutputDirectory={KEYCLOAK_CACHE}"],
+            check=True,
+        )
+    subprocess.run(["unzip", "-q", "-o", str(archive), "-d", str(KEYCLOAK_CACHE)], check=True)
+    return home
+
+
+def java_home_for_keycloak() -> str:
+    """Keycloak 26 needs Java 21 or newer; Debian 12's default is 17, so prefer a newer JDK when present."""
+    candidates = sorted(Path("/usr/lib/jvm").glob("*-2[1-9]-*")) + sorted(Path("/usr/lib/jvm").glob("*-jdk-2[1-9]*"))
+    if os.environ.get("KEYCLOAK_JAVA_HOME"):
+        return os.environ["KEYCLOAK_JAVA_HOME"]
+    if candidates:
+        return str(candidates[-1])
+    raise RuntimeError("Keycloak needs Java 21+; install one (e.g. openjdk-21 or temurin-25) or set KEYCLOAK_JAVA_HOME")
+
+
+def start_keycloak(realm_file: Path, *, port: int | None = None, log_file: Path | None = None) -> RunningService:
+    """Keycloak in dev mode on loopback with an in-memory database, importing the platform's realm."""
+    home = keycloak_dist()
+    import_dir = home / "data" / "import"
+    import_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(realm_file, import_dir / realm_file.name)
+    port = port or free_port()
+    env = dict(
+        os.environ,
+        JAVA_HOME=java_home_for_keycloak(),
+        KC_BOOTSTRAP_ADMIN_USERNAME="admin",
+        KC_BOOTSTRAP_ADMIN_PASSWORD="admin",  # dev mode on loopback only
+    )
+    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        [str(home / "bin" / "kc.sh"), "start-dev", "--http-host=127.0.0.1", f"--http-port={port}",
+         f"--http-management-port={free_port()}", "--db=dev-mem", "--import-realm"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_ok(f"{url}/realms/medai/.well-known/openid-configuration"), timeout=300,
+               what="Keycloak", process=process)
+    return RunningService("keycloak", url, stop=lambda: terminate(process), process=process)
