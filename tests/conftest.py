@@ -40,6 +40,16 @@ def pytest_configure(config) -> None:
     import django
 
     django.setup()
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_see_every_tenant, weak=False)
+
+
+def _see_every_tenant(sender, connection, **kwargs) -> None:
+    """The test process inspects every tenant's rows, so its sessions default to national scope.
+    Requests still set their own scope per transaction; the web servers under test have no default."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET medai.scope = 'national'")
 
 
 _keycloak = {}

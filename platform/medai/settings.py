@@ -74,13 +74,14 @@ TEMPLATES = [
 ]
 
 # --- Database --------------------------------------------------------------------------------
-# pgserver keeps its unix socket in its data directory.
+# pgserver keeps its unix socket in its data directory. The role is the application's own: neither
+# superuser nor BYPASSRLS, so PostgreSQL's row-level security applies (see tenants/rls.py).
 DATABASES = {
-    "default": env.db(
-        "DATABASE_URL", default=f"postgresql://postgres:@/postgres?host={MEDAI_HOME / 'pgdata'}"
-    )
+    "default": env.db("DATABASE_URL", default=f"postgresql://medai:@/medai?host={MEDAI_HOME / 'pgdata'}")
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# Each request runs in one transaction, which carries the caller's tenant scope (SET LOCAL).
+DATABASES["default"]["ATOMIC_REQUESTS"] = True
 
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=f"redis+socket://{MEDAI_HOME / 'redis.sock'}")

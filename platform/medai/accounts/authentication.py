@@ -15,6 +15,7 @@ from medai.accounts.keycloak import InvalidToken, NotPermitted, configured_realm
 from medai.accounts.models import ApiToken, hash_token
 from medai.accounts.principal import Principal
 from tenants.models import MedicalOrganization
+from tenants.scope import scope_to_principal
 
 security_log = logging.getLogger("medai.security")
 
@@ -49,8 +50,12 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         raw = header[1]
         realm = configured_realm()
         if realm is not None and raw.count(".") == 2:
-            return self._authenticate_jwt(request, raw, realm)
-        return self._authenticate_api_token(request, raw)
+            user, principal = self._authenticate_jwt(request, raw, realm)
+        else:
+            user, principal = self._authenticate_api_token(request, raw)
+        # The request's transaction (ATOMIC_REQUESTS) now sees only this caller's tenants.
+        scope_to_principal(principal)
+        return user, principal
 
     def authenticate_header(self, request) -> str:
         return self.keyword

@@ -224,24 +224,25 @@ def _date_or_none(value) -> dt.date | None:
         return None
 
 
-def study_complete(*, study_id: int) -> bool:
+def study_complete(*, study: Study) -> bool:
     """Mark a receiving study complete and fire `study_completed` once, after commit. False if already complete."""
     from medai.archive.tasks import study_completed
 
     with transaction.atomic():
-        updated = Study.objects.filter(id=study_id, status=Study.Status.RECEIVING).update(
+        updated = Study.objects.filter(id=study.id, status=Study.Status.RECEIVING).update(
             status=Study.Status.COMPLETE, completed_at=timezone.now()
         )
         if updated:
-            transaction.on_commit(lambda: study_completed.delay(study_id))
+            transaction.on_commit(lambda: study_completed.delay(study.id, study.organization_id))
     return bool(updated)
 
 
 def studies_complete_quiet(*, quiet_seconds: int) -> int:
     """Complete every study that has received nothing for `quiet_seconds`; returns how many."""
     cutoff = timezone.now() - dt.timedelta(seconds=quiet_seconds)
-    ids = Study.objects.filter(status=Study.Status.RECEIVING, last_received_at__lt=cutoff).values_list("id", flat=True)
-    return sum(study_complete(study_id=study_id) for study_id in list(ids))
+    quiet = Study.objects.filter(status=Study.Status.RECEIVING, last_received_at__lt=cutoff)
+    quiet = quiet.only("id", "organization_id")
+    return sum(study_complete(study=study) for study in list(quiet))
 
 
 def storage_sweep_orphans(*, older_than: dt.timedelta, storage: ObjectStorage | None = None) -> int:

@@ -7,23 +7,27 @@ from celery import shared_task
 from django.conf import settings
 
 from medai.archive.services import storage_sweep_orphans, studies_complete_quiet
+from tenants.scope import dangerously_unscoped, organization_scope
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="archive.study_completed", ignore_result=True, acks_late=True)
-def study_completed(study_id: int) -> None:
+def study_completed(study_id: int, organization_id: int) -> None:
     """Fired exactly once per study when it is complete. The AI analysis issue hangs routing here."""
-    logger.info("study %s completed", study_id)
+    with organization_scope(organization_id=organization_id):
+        logger.info("study %s of organization %s completed", study_id, organization_id)
 
 
 @shared_task(name="archive.complete_quiet_studies", ignore_result=True)
 def complete_quiet_studies() -> int:
     """Periodic: complete the studies that have been quiet for STUDY_QUIET_SECONDS."""
-    return studies_complete_quiet(quiet_seconds=settings.STUDY_QUIET_SECONDS)
+    with dangerously_unscoped():
+        return studies_complete_quiet(quiet_seconds=settings.STUDY_QUIET_SECONDS)
 
 
 @shared_task(name="archive.sweep_orphans", ignore_result=True)
 def sweep_orphans() -> int:
     """Periodic: delete objects left in storage by requests that crashed before their index commit."""
-    return storage_sweep_orphans(older_than=dt.timedelta(hours=2))
+    with dangerously_unscoped():
+        return storage_sweep_orphans(older_than=dt.timedelta(hours=2))

@@ -29,7 +29,7 @@ class StudyCompleteView(APIView):
         study = studies_visible(principal=request.auth).filter(study_instance_uid=study_uid).first()
         if study is None:
             raise NotFound("No such study.")
-        newly_completed = study_complete(study_id=study.id)
+        newly_completed = study_complete(study=study)
         study.refresh_from_db()
         return Response(
             {

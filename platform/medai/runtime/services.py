@@ -66,13 +66,29 @@ def terminate(process: subprocess.Popen, timeout: float = 15) -> None:
         process.wait()
 
 
+APP_DATABASE = "medai"
+APP_ROLE = "medai"
+
+
 def start_postgres(data_dir: Path) -> RunningService:
-    """PostgreSQL from the pgserver wheel; its unix socket lives in `data_dir` (keep the path short)."""
+    """PostgreSQL from the pgserver wheel; its unix socket lives in `data_dir` (keep the path short).
+
+    The URL returned is for the application's role, which is neither superuser nor BYPASSRLS and
+    owns the database, so row-level security applies to everything the platform does.
+    """
     import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
-    return RunningService("postgresql", server.get_uri(), stop=server.cleanup)
+    server.psql(
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
+        f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS CREATEDB; END IF; END $$;"
+    )
+    if APP_DATABASE not in server.psql("SELECT datname FROM pg_database;"):
+        server.psql(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_ROLE};")
+    superuser_url = server.get_uri()
+    app_url = superuser_url.replace("postgres:@/postgres", f"{APP_ROLE}:@/{APP_DATABASE}", 1)
+    return RunningService("postgresql", app_url, stop=server.cleanup)
 
 
 def start_redis(db_file: Path) -> RunningService:

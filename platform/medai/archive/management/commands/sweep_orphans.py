@@ -5,6 +5,7 @@ import datetime as dt
 from django.core.management.base import BaseCommand
 
 from medai.archive.services import storage_sweep_orphans
+from tenants.scope import dangerously_unscoped
 
 
 class Command(BaseCommand):
@@ -17,5 +18,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, older_than_minutes: int, **options) -> None:
-        removed = storage_sweep_orphans(older_than=dt.timedelta(minutes=older_than_minutes))
+        with dangerously_unscoped():
+            removed = storage_sweep_orphans(older_than=dt.timedelta(minutes=older_than_minutes))
         self.stdout.write(f"removed {removed} orphaned objects")
