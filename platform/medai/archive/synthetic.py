@@ -34,6 +34,7 @@ class Patient:
     name: str = "Ivanov^Ivan"
     birth_date: str = "19700101"
     sex: str = "M"
+    oms_policy: str = "7712345678901234"  # the single OMS policy number (ENP); "" for none
 
 
 def make_instance(
@@ -71,6 +72,11 @@ def make_instance(
     ds.PatientName = patient.name
     ds.PatientBirthDate = patient.birth_date
     ds.PatientSex = patient.sex
+    if patient.oms_policy:
+        policy = Dataset()
+        policy.PatientID = patient.oms_policy
+        policy.IssuerOfPatientID = "OMS"
+        ds.OtherPatientIDsSequence = [policy]
     ds.AccessionNumber = accession_number
     ds.StudyDate = study_date
     ds.StudyTime = "101500"
