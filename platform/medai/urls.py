@@ -4,10 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from medai.archive.views import StudyCompleteView
+from medai import health
+from medai.archive.views import StudyAccessListView, StudyCompleteView
 
 api_v1 = [
     path("studies/<str:study_uid>/complete", StudyCompleteView.as_view(), name="study-complete"),
+    path("audit/study-access", StudyAccessListView.as_view(), name="study-access"),
+    path("", include("tenants.urls")),
 ]
 
 urlpatterns = [
@@ -16,4 +19,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("dicomweb/", include("medai.dicomweb.urls")),
     path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]

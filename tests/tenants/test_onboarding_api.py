@@ -56,7 +56,7 @@ def test_regional_admin_onboards_only_in_its_region(regions):
     refused = onboard(regional, "RU-SPE", "780002")
     assert refused.status_code == 400 and "region" in refused.json()
     assert not MedicalOrganization.objects.filter(oms_code="780002").exists()
-    assert [r["code"] for r in regional.get("/api/v1/regions").json()] == ["RU-MOW"]
+    assert [r["code"] for r in regional.get("/api/v1/regions").json()["results"]] == ["RU-MOW"]
 
 
 @pytest.mark.parametrize("role", [Role.ORG_ADMIN, Role.RADIOLOGIST, Role.UPLOADER, Role.MINISTRY_ANALYST,
@@ -74,7 +74,7 @@ def test_other_tenants_see_nothing_and_get_404(regions):
     mine = onboard(admin, "RU-MOW", "770010").json()
     theirs = onboard(admin, "RU-SPE", "780010").json()
     org_admin = api_as(Role.ORG_ADMIN, organization=MedicalOrganization.objects.get(id=mine["id"]))
-    assert [o["oms_code"] for o in org_admin.get("/api/v1/organizations").json()] == ["770010"]
+    assert [o["oms_code"] for o in org_admin.get("/api/v1/organizations").json()["results"]] == ["770010"]
     for path in (f"/api/v1/organizations/{theirs['id']}", f"/api/v1/organizations/{theirs['id']}/users"):
         assert org_admin.get(path).status_code == 404
     assert org_admin.post(f"/api/v1/organizations/{theirs['id']}/sender-check",

@@ -3,7 +3,7 @@
 from django.db.models import QuerySet
 
 from medai.accounts.principal import Principal
-from medai.archive.models import Instance, Series, Study
+from medai.archive.models import Instance, Series, Study, StudyAccess
 
 
 def studies_visible(*, principal: Principal) -> QuerySet[Study]:
@@ -32,3 +32,7 @@ def instances_visible(
     if sop_uid is not None:
         queryset = queryset.filter(sop_instance_uid=sop_uid)
     return queryset
+
+
+def study_access_visible(*, principal: Principal) -> QuerySet[StudyAccess]:
+    return principal.scoped(StudyAccess.objects.select_related("organization", "region")).order_by("-at", "-id")

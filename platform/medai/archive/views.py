@@ -1,12 +1,17 @@
 """REST endpoints of the archive (DICOMweb itself lives in medai.dicomweb)."""
 
+import django_filters
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from medai.archive.selectors import studies_visible
+from medai.accounts.models import Role
+from medai.accounts.permissions import HasRole
+from medai.archive.models import StudyAccess
+from medai.archive.selectors import studies_visible, study_access_visible
+from medai.archive.serializers import StudyAccessSerializer
 from medai.archive.services import study_complete
 
 
@@ -39,3 +44,24 @@ class StudyCompleteView(APIView):
                 "newly_completed": newly_completed,
             }
         )
+
+
+class StudyAccessFilter(django_filters.FilterSet):
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = StudyAccess
+        fields = ["study_instance_uid", "subject", "endpoint"]
+
+
+class StudyAccessListView(generics.ListAPIView):
+    """Who read which study, when, through which endpoint and from where: the organization's admin sees its
+    organization, a regional admin its region, the ministry and the operator everything."""
+
+    serializer_class = StudyAccessSerializer
+    filterset_class = StudyAccessFilter
+    permission_classes = [HasRole(Role.ORG_ADMIN, Role.REGIONAL_ADMIN, Role.MINISTRY_ANALYST, Role.PLATFORM_ADMIN)]
+
+    def get_queryset(self):
+        return study_access_visible(principal=self.request.auth)
