@@ -111,6 +111,7 @@ DICOMWEB_MAX_STOW_BYTES = env.int("DICOMWEB_MAX_STOW_BYTES", default=1536 * 1024
 DICOMWEB_MAX_CONCURRENT_STOW = env.int("DICOMWEB_MAX_CONCURRENT_STOW", default=8)
 DICOMWEB_RETRY_AFTER_SECONDS = env.int("DICOMWEB_RETRY_AFTER_SECONDS", default=5)
 DICOMWEB_SPOOL_MEMORY_BYTES = env.int("DICOMWEB_SPOOL_MEMORY_BYTES", default=8 * 1024**2)
+DICOMWEB_QIDO_DEFAULT_LIMIT = env.int("DICOMWEB_QIDO_DEFAULT_LIMIT", default=100)
 DICOMWEB_QIDO_MAX_LIMIT = env.int("DICOMWEB_QIDO_MAX_LIMIT", default=1000)
 STUDY_QUIET_SECONDS = env.int("STUDY_QUIET_SECONDS", default=30)
 
@@ -128,6 +129,28 @@ KEYCLOAK_JWKS_COOLDOWN_SECONDS = env.float("KEYCLOAK_JWKS_COOLDOWN_SECONDS", def
 # The service account that provisions groups, clients and users at onboarding (realm.json: medai-admin).
 KEYCLOAK_ADMIN_CLIENT_ID = env.str("KEYCLOAK_ADMIN_CLIENT_ID", default="medai-admin")
 KEYCLOAK_ADMIN_CLIENT_SECRET = env.str("KEYCLOAK_ADMIN_CLIENT_SECRET", default="")
+
+KEYCLOAK_CLIENT_SECRET = env.str("KEYCLOAK_CLIENT_SECRET", default="")
+
+# Web pages sign in through Keycloak's authorization-code flow when it is configured, else with
+# local accounts (Django's login form).
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+if KEYCLOAK_URL:
+    _oidc = f"{KEYCLOAK_URL.rstrip('/')}/realms/{KEYCLOAK_REALM}/protocol/openid-connect"
+    AUTHENTICATION_BACKENDS = ["medai.accounts.oidc.KeycloakOIDCBackend", "django.contrib.auth.backends.ModelBackend"]
+    OIDC_RP_CLIENT_ID = KEYCLOAK_CLIENT_ID
+    OIDC_RP_CLIENT_SECRET = KEYCLOAK_CLIENT_SECRET
+    OIDC_RP_SIGN_ALGO = "RS256"
+    OIDC_RP_SCOPES = "openid email profile"
+    OIDC_OP_AUTHORIZATION_ENDPOINT = f"{_oidc}/auth"
+    OIDC_OP_TOKEN_ENDPOINT = f"{_oidc}/token"
+    OIDC_OP_USER_ENDPOINT = f"{_oidc}/userinfo"
+    OIDC_OP_JWKS_ENDPOINT = f"{_oidc}/certs"
+    OIDC_OP_LOGOUT_ENDPOINT = f"{_oidc}/logout"
+    LOGIN_URL = "oidc_authentication_init"
+else:
+    LOGIN_URL = "login"
 
 AUTH_PASSWORD_VALIDATORS = [{"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"}]
 
@@ -147,6 +170,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# --- Health ----------------------------------------------------------------------------------
+# The /readyz checks of this process; the chart leaves Triton out of web pods where it must.
+HEALTH_READY_CHECKS = env.list("HEALTH_READY_CHECKS", default=["database", "broker", "storage", "triton"])
 
 # --- Logging ---------------------------------------------------------------------------------
 # Log lines carry UIDs and ids, never patient names, ids or birth dates.

@@ -49,7 +49,9 @@ class Study(TenantOwned):
         ]
         indexes = [
             models.Index(fields=["study_instance_uid"]),
-            models.Index(fields=["organization", "-study_date"]),
+            models.Index(fields=["organization", "-study_date", "-id"]),
+            models.Index(fields=["region", "-study_date", "-id"]),
+            models.Index(fields=["-study_date", "-id"]),
             models.Index(fields=["patient_id"]),
             models.Index(fields=["accession_number"]),
             models.Index(fields=["status", "last_received_at"]),
