@@ -40,6 +40,9 @@ def test_dicomweb_client_stores_generated_ct_cr_mg_studies(live_platform, tenant
         assert "FailedSOPSequence" not in response
         sent += [str(ds.SOPInstanceUID) for ds in series]
     assert_archive_holds_exactly(use_storage, organization, sent)
+    # dicomweb-client sends files without the PS3.10 preamble; the archive stores complete files.
+    assert all(use_storage.read(i.storage_key)[128:132] == b"DICM" for i in Instance.objects.filter(
+        organization=organization))
     ct = Study.objects.get(organization=organization, modalities=["CT"])
     assert (ct.number_of_series, ct.number_of_instances, ct.patient_id) == (1, 3, "SYN-0001")
 

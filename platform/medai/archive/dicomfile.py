@@ -5,7 +5,9 @@ pixel data's framing is checked against the file size, because pydicom silently 
 pixel data was cut off in transit.
 """
 
+import hashlib
 import struct
+import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -37,13 +39,8 @@ class ReceivedFile:
 
 def read_received(fileobj: BinaryIO, size: int) -> ReceivedFile:
     """Parse and vet a received file; raises UnreadableDicom with a reason a sender can act on."""
-    fileobj.seek(0)
-    # Senders that build data sets in memory (dicomweb-client, for one) omit the 128-byte preamble
-    # and start straight with the file meta group (0002): accept that, but nothing without meta.
-    starts_with_meta = fileobj.read(2) == b"\x02\x00"
-    fileobj.seek(0)
     try:
-        dataset = dcmread(fileobj, stop_before_pixels=True, force=starts_with_meta)
+        dataset = read_stored(fileobj, stop_before_pixels=True)
     except InvalidDicomError as exc:
         raise UnreadableDicom(f"not a DICOM Part 10 file: {exc}") from exc
     except Exception as exc:
@@ -61,6 +58,43 @@ def read_received(fileobj: BinaryIO, size: int) -> ReceivedFile:
     elif "Rows" in dataset:
         raise UnreadableDicom("image attributes are present but the pixel data is missing (truncated file?)")
     return ReceivedFile(dataset, has_pixel_data)
+
+
+PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
+def lacks_preamble(fileobj: BinaryIO) -> bool:
+    """True for a file that starts straight with its meta group (0002), as in-memory senders write them."""
+    fileobj.seek(0)
+    head = fileobj.read(2)
+    fileobj.seek(0)
+    return head == b"\x02\x00"
+
+
+def with_preamble(fileobj: BinaryIO, *, spool_bytes: int) -> tuple[tempfile.SpooledTemporaryFile, int, str]:
+    """A copy with the PS3.10 preamble and `DICM` prefix, so what the archive stores and serves is a
+    complete Part 10 file every reader accepts. Returns (file, size, sha256)."""
+    out = tempfile.SpooledTemporaryFile(max_size=spool_bytes)  # noqa: SIM115 - returned to the caller
+    digest = hashlib.sha256(PREAMBLE)
+    out.write(PREAMBLE)
+    size = len(PREAMBLE)
+    fileobj.seek(0)
+    while chunk := fileobj.read(1024 * 1024):
+        out.write(chunk)
+        digest.update(chunk)
+        size += len(chunk)
+    out.seek(0)
+    return out, size, digest.hexdigest()
+
+
+def read_stored(fileobj: BinaryIO, *, stop_before_pixels: bool = False) -> Dataset:
+    """Read a Part 10 file as received or stored.
+
+    Senders that build data sets in memory (dicomweb-client, for one) omit the 128-byte preamble
+    and start straight with the file meta group (0002): accept that, but nothing without meta.
+    STOW-RS adds the preamble before storing (`with_preamble`); this reads both forms.
+    """
+    return dcmread(fileobj, stop_before_pixels=stop_before_pixels, force=lacks_preamble(fileobj))
 
 
 def _check_pixel_data_framing(fileobj: BinaryIO, offset: int, size: int, transfer_syntax: UID) -> None:

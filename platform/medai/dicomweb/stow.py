@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from python_multipart.multipart import parse_options_header
 
 from medai.accounts.models import Role
-from medai.archive.dicomfile import UnreadableDicom, read_received
+from medai.archive.dicomfile import UnreadableDicom, lacks_preamble, read_received, with_preamble
 from medai.archive.services import DuplicateConflict, ReceiveBatch
 from medai.archive.sop_classes import STORAGE_SOP_CLASSES
 from medai.archive.storage import StorageUnavailable
@@ -111,6 +111,11 @@ class Store(DicomWebView):
         media_type, _ = parse_options_header(part.content_type or "application/dicom")
         if media_type.decode().lower() != "application/dicom" or not part.complete:
             return fail(CANNOT_UNDERSTAND)
+        if lacks_preamble(part.file):
+            received_as = part.file
+            part.file, part.size, part.sha256 = with_preamble(
+                received_as, spool_bytes=settings.DICOMWEB_SPOOL_MEMORY_BYTES)
+            received_as.close()
         try:
             received = read_received(part.file, part.size)
         except UnreadableDicom:
