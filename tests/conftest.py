@@ -178,6 +178,24 @@ def tenant_factory(transactional_db):
 
 
 @pytest.fixture
+def api_client_for(transactional_db):
+    """An in-process API client authenticated as a new user with a role at a scope."""
+    from rest_framework.test import APIClient
+
+    from medai.accounts.services import api_token_create, user_ensure
+
+    counter = iter(range(1, 10_000))
+
+    def make(role, *, region=None, organization=None) -> APIClient:
+        user = user_ensure(username=f"{role}-{next(counter)}", role=role, region=region, organization=organization)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user)}")
+        return client
+
+    return make
+
+
+@pytest.fixture
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

@@ -7,7 +7,6 @@ from rest_framework.test import APIClient
 
 from medai.accounts.models import Role
 from medai.accounts.principal import Principal
-from medai.accounts.services import api_token_create, user_ensure
 from medai.archive.models import Study, StudyAccess
 from medai.archive.services import ReceiveBatch
 from medai.archive.synthetic import make_series
@@ -32,27 +31,20 @@ def reads(tenant_factory, use_storage):
     return organizations
 
 
-def client_for(role: Role, **scope) -> APIClient:
-    user = user_ensure(username=f"audit-{role}-{len(scope)}", role=role, **scope)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user)}")
-    return client
-
-
-def test_each_admin_sees_its_own_scope(reads):
+def test_each_admin_sees_its_own_scope(reads, api_client_for):
     moscow, petersburg = reads
-    org_admin = client_for(Role.ORG_ADMIN, organization=moscow).get("/api/v1/audit/study-access").json()
+    org_admin = api_client_for(Role.ORG_ADMIN, organization=moscow).get("/api/v1/audit/study-access").json()
     assert [(r["organization"], r["subject"], r["client_address"]) for r in org_admin["results"]] == [
         (moscow.oms_code, "reader-RU-MOW", "10.1.2.3")]
-    regional = client_for(Role.REGIONAL_ADMIN, region=petersburg.region).get("/api/v1/audit/study-access").json()
+    regional = api_client_for(Role.REGIONAL_ADMIN, region=petersburg.region).get("/api/v1/audit/study-access").json()
     assert [r["organization"] for r in regional["results"]] == [petersburg.oms_code]
-    ministry = client_for(Role.MINISTRY_ANALYST).get("/api/v1/audit/study-access").json()
+    ministry = api_client_for(Role.MINISTRY_ANALYST).get("/api/v1/audit/study-access").json()
     assert ministry["count"] == 2
 
 
-def test_readers_without_an_admin_role_are_refused(reads):
+def test_readers_without_an_admin_role_are_refused(reads, api_client_for):
     moscow, _ = reads
-    assert client_for(Role.RADIOLOGIST, organization=moscow).get("/api/v1/audit/study-access").status_code == 403
+    assert api_client_for(Role.RADIOLOGIST, organization=moscow).get("/api/v1/audit/study-access").status_code == 403
     assert APIClient().get("/api/v1/audit/study-access").status_code == 401
 
 

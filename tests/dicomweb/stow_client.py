@@ -7,16 +7,9 @@ import requests
 BOUNDARY = "medai-test-boundary"
 
 
-def multipart(
-    files: Iterable[bytes],
-    *,
-    boundary: str = BOUNDARY,
-    part_type: str = "application/dicom",
-    leading_crlf: bool = False,
-    closing_crlf: bool = True,
-) -> bytes:
-    return b"".join(multipart_chunks(files, boundary=boundary, part_type=part_type,
-                                     leading_crlf=leading_crlf, closing_crlf=closing_crlf))
+def multipart(files: Iterable[bytes], **framing) -> bytes:
+    """The whole body at once; `framing` as for `multipart_chunks`."""
+    return b"".join(multipart_chunks(files, **framing))
 
 
 def multipart_chunks(

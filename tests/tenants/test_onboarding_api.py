@@ -4,7 +4,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from medai.accounts.models import Role
-from medai.accounts.services import api_token_create, user_ensure
 from medai.archive.models import Instance
 from medai.archive.synthetic import Patient, make_series, to_bytes
 from tenants.models import MedicalOrganization, StatusChange
@@ -19,22 +18,14 @@ def regions(transactional_db):
     return region_ensure(code="RU-MOW", name="Москва"), region_ensure(code="RU-SPE", name="Санкт-Петербург")
 
 
-def api_as(role: Role, *, region=None, organization=None) -> APIClient:
-    user = user_ensure(username=f"{role}-{region or organization}", role=role, region=region,
-                       organization=organization)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user)}")
-    return client
-
-
 def onboard(client: APIClient, region_code: str, oms_code: str):
     return client.post("/api/v1/organizations", {"region": region_code, "oms_code": oms_code,
                                                  "name": f"ГБУЗ Поликлиника {oms_code}", "ogrn": "1027700000000"},
                        format="json")
 
 
-def test_platform_admin_onboards_anywhere_and_gets_pacs_credentials_once(regions, use_storage):
-    admin = api_as(Role.PLATFORM_ADMIN)
+def test_platform_admin_onboards_anywhere_and_gets_pacs_credentials_once(regions, use_storage, api_client_for):
+    admin = api_client_for(Role.PLATFORM_ADMIN)
     created = onboard(admin, "RU-SPE", "780001")
     assert created.status_code == 201, created.content
     body = created.json()
@@ -49,9 +40,9 @@ def test_platform_admin_onboards_anywhere_and_gets_pacs_credentials_once(regions
     assert upload.status_code == 200
 
 
-def test_regional_admin_onboards_only_in_its_region(regions):
+def test_regional_admin_onboards_only_in_its_region(regions, api_client_for):
     moscow, _ = regions
-    regional = api_as(Role.REGIONAL_ADMIN, region=moscow)
+    regional = api_client_for(Role.REGIONAL_ADMIN, region=moscow)
     assert onboard(regional, "RU-MOW", "770001").status_code == 201
     refused = onboard(regional, "RU-SPE", "780002")
     assert refused.status_code == 400 and "region" in refused.json()
@@ -61,33 +52,33 @@ def test_regional_admin_onboards_only_in_its_region(regions):
 
 @pytest.mark.parametrize("role", [Role.ORG_ADMIN, Role.RADIOLOGIST, Role.UPLOADER, Role.MINISTRY_ANALYST,
                                   Role.FINANCE])
-def test_other_roles_cannot_onboard(regions, role):
+def test_other_roles_cannot_onboard(regions, role, api_client_for):
     moscow, _ = regions
     clinic = MedicalOrganization.objects.create(region=moscow, oms_code="770099", name="Clinic")
-    client = api_as(role, organization=None if role == Role.MINISTRY_ANALYST else clinic)
+    client = api_client_for(role, organization=None if role == Role.MINISTRY_ANALYST else clinic)
     assert onboard(client, "RU-MOW", f"77{role[:4]}").status_code == 403
 
 
-def test_other_tenants_see_nothing_and_get_404(regions):
+def test_other_tenants_see_nothing_and_get_404(regions, api_client_for):
     moscow, petersburg = regions
-    admin = api_as(Role.PLATFORM_ADMIN)
+    admin = api_client_for(Role.PLATFORM_ADMIN)
     mine = onboard(admin, "RU-MOW", "770010").json()
     theirs = onboard(admin, "RU-SPE", "780010").json()
-    org_admin = api_as(Role.ORG_ADMIN, organization=MedicalOrganization.objects.get(id=mine["id"]))
+    org_admin = api_client_for(Role.ORG_ADMIN, organization=MedicalOrganization.objects.get(id=mine["id"]))
     assert [o["oms_code"] for o in org_admin.get("/api/v1/organizations").json()["results"]] == ["770010"]
     for path in (f"/api/v1/organizations/{theirs['id']}", f"/api/v1/organizations/{theirs['id']}/users"):
         assert org_admin.get(path).status_code == 404
     assert org_admin.post(f"/api/v1/organizations/{theirs['id']}/sender-check",
                           {"study_instance_uid": "1.2.3"}, format="json").status_code == 404
-    regional = api_as(Role.REGIONAL_ADMIN, region=moscow)
+    regional = api_client_for(Role.REGIONAL_ADMIN, region=moscow)
     assert regional.post(f"/api/v1/organizations/{theirs['id']}/suspend", {"reason": "x"},
                          format="json").status_code == 404
     assert regional.get(f"/api/v1/regions/{petersburg.id}").status_code == 404
     assert APIClient().get("/api/v1/organizations").status_code == 401
 
 
-def test_sender_check_reports_each_requirement_and_activates(regions, use_storage):
-    admin = api_as(Role.PLATFORM_ADMIN)
+def test_sender_check_reports_each_requirement_and_activates(regions, use_storage, api_client_for):
+    admin = api_client_for(Role.PLATFORM_ADMIN)
     body = onboard(admin, "RU-MOW", "770020").json()
     pacs = APIClient()
     pacs.credentials(HTTP_AUTHORIZATION=f"Bearer {body['pacs_credentials']['api_token']}")
@@ -112,8 +103,8 @@ def test_sender_check_reports_each_requirement_and_activates(regions, use_storag
     assert organization.status == "active" and organization.activated_at is not None
 
 
-def test_activation_override_needs_a_reason_which_is_recorded(regions):
-    admin = api_as(Role.PLATFORM_ADMIN)
+def test_activation_override_needs_a_reason_which_is_recorded(regions, api_client_for):
+    admin = api_client_for(Role.PLATFORM_ADMIN)
     body = onboard(admin, "RU-MOW", "770030").json()
     assert admin.post(f"/api/v1/organizations/{body['id']}/activate", {}, format="json").status_code == 400
     done = admin.post(f"/api/v1/organizations/{body['id']}/activate",
@@ -123,15 +114,15 @@ def test_activation_override_needs_a_reason_which_is_recorded(regions):
     assert (change.status, change.reason) == ("active", "PACS vendor certified the configuration")
 
 
-def test_suspended_organization_is_refused_with_reason_and_keeps_its_data(regions, use_storage):
+def test_suspended_organization_is_refused_with_reason_and_keeps_its_data(regions, use_storage, api_client_for):
     moscow, _ = regions
-    admin = api_as(Role.PLATFORM_ADMIN)
+    admin = api_client_for(Role.PLATFORM_ADMIN)
     body = onboard(admin, "RU-MOW", "770040").json()
     pacs = APIClient()
     pacs.credentials(HTTP_AUTHORIZATION=f"Bearer {body['pacs_credentials']['api_token']}")
     pacs.generic("POST", "/dicomweb/studies", multipart([to_bytes(ds) for ds in make_series(count=2)]),
                  content_type=STOW_TYPE)
-    regional = api_as(Role.REGIONAL_ADMIN, region=moscow)
+    regional = api_client_for(Role.REGIONAL_ADMIN, region=moscow)
     suspended = regional.post(f"/api/v1/organizations/{body['id']}/suspend", {"reason": "unpaid since March"},
                               format="json")
     assert suspended.json()["status"] == "suspended"
@@ -143,10 +134,10 @@ def test_suspended_organization_is_refused_with_reason_and_keeps_its_data(region
                          format="json").json()["status"] == "active"
 
 
-def test_org_admin_invites_users_of_its_organization(regions):
-    admin = api_as(Role.PLATFORM_ADMIN)
+def test_org_admin_invites_users_of_its_organization(regions, api_client_for):
+    admin = api_client_for(Role.PLATFORM_ADMIN)
     body = onboard(admin, "RU-MOW", "770050").json()
-    org_admin = api_as(Role.ORG_ADMIN, organization=MedicalOrganization.objects.get(id=body["id"]))
+    org_admin = api_client_for(Role.ORG_ADMIN, organization=MedicalOrganization.objects.get(id=body["id"]))
     invited = org_admin.post(f"/api/v1/organizations/{body['id']}/users",
                              {"username": "dr.petrova", "email": "petrova@clinic.example", "first_name": "Анна",
                               "last_name": "Петрова", "role": "radiologist"}, format="json")
