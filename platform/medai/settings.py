@@ -117,7 +117,7 @@ STUDY_QUIET_SECONDS = env.int("STUDY_QUIET_SECONDS", default=30)
 
 # --- AI inference ----------------------------------------------------------------------------
 TRITON_URL = env.str("TRITON_URL", default="127.0.0.1:8001")
-TRITON_PROTOCOL = env.str("TRITON_PROTOCOL", default="grpc")
+TRITON_PROTOCOL = env.str("TRITON_PROTOCOL", default="grpc")  # or "http" (then TRITON_URL is the HTTP port)
 
 # --- Identity --------------------------------------------------------------------------------
 # Empty KEYCLOAK_URL: local users with API tokens (the embedded default).

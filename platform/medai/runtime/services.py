@@ -4,6 +4,7 @@ Each `start_*` returns a `RunningService` with the URL to hand to the platform's
 `stop()`; each waits until its server answers, so callers never race a half-started server.
 """
 
+import logging
 import os
 import shutil
 import socket
@@ -13,6 +14,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,8 +80,11 @@ def start_postgres(data_dir: Path) -> RunningService:
     """
     import pgserver
 
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: "XDG_RUNTIME_DIR is not set"
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
     server.psql(
         f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
         f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS CREATEDB; END IF; END $$;"

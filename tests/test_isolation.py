@@ -1,0 +1,114 @@
+"""Every endpoint, against every kind of outsider: another organization of the same region, an
+organization of another region, and an anonymous caller. Outsiders get 401, 403 or 404, or an
+empty list; never a byte of the tenant's data. A new URL must be added here, or this test fails.
+"""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from medai.accounts.models import Role
+from medai.archive.models import Study
+from medai.archive.services import ReceiveBatch
+from medai.archive.synthetic import make_series
+from tests.archive.test_receive_batch import store_all
+
+# Open by design: no tenant data behind them.
+PUBLIC = {"healthz", "readyz", "api/schema/", "api/docs/", "", "accounts/", "oidc/", "admin/"}
+
+
+def all_routes(resolver=None, prefix: str = "") -> set[str]:
+    routes = set()
+    for entry in (resolver or get_resolver()).url_patterns:
+        if isinstance(entry, URLResolver):
+            route = prefix + str(entry.pattern)
+            routes |= {route} if route in PUBLIC else all_routes(entry, route)
+        elif isinstance(entry, URLPattern):
+            routes.add(prefix + str(entry.pattern))
+    return routes
+
+
+@pytest.fixture
+def tenant(tenant_factory, use_storage):
+    """Organization A with a study, and the paths that reach its data."""
+    organization, _ = tenant_factory(region_code="RU-MOW")
+    series = make_series(count=2)
+    with ReceiveBatch(organization=organization, storage=use_storage) as batch:
+        store_all(batch, series)
+    ds = series[0]
+    study, series_uid, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+    instance = f"dicomweb/studies/{study}/series/{series_uid}/instances/{sop}"
+    org = organization.id
+    region = organization.region_id
+    paths = {
+        "dicomweb/studies": ("get", "dicomweb/studies"),
+        "dicomweb/studies/<uid:study>": ("get", f"dicomweb/studies/{study}"),
+        "dicomweb/studies/<uid:study>/metadata": ("get", f"dicomweb/studies/{study}/metadata"),
+        "dicomweb/studies/<uid:study>/series": ("get", f"dicomweb/studies/{study}/series"),
+        "dicomweb/studies/<uid:study>/instances": ("get", f"dicomweb/studies/{study}/instances"),
+        "dicomweb/studies/<uid:study>/series/<uid:series>": ("get", f"dicomweb/studies/{study}/series/{series_uid}"),
+        "dicomweb/studies/<uid:study>/series/<uid:series>/metadata":
+            ("get", f"dicomweb/studies/{study}/series/{series_uid}/metadata"),
+        "dicomweb/studies/<uid:study>/series/<uid:series>/instances":
+            ("get", f"dicomweb/studies/{study}/series/{series_uid}/instances"),
+        "dicomweb/studies/<uid:study>/series/<uid:series>/instances/<uid:instance>": ("get", instance),
+        "dicomweb/studies/<uid:study>/series/<uid:series>/instances/<uid:instance>/metadata":
+            ("get", f"{instance}/metadata"),
+        "dicomweb/studies/<uid:study>/series/<uid:series>/instances/<uid:instance>/rendered":
+            ("get", f"{instance}/rendered"),
+        "dicomweb/studies/<uid:study>/series/<uid:series>/instances/<uid:instance>/frames/<str:frames>":
+            ("get", f"{instance}/frames/1"),
+        "dicomweb/studies/<uid:study>/series/<uid:series>/instances/<uid:instance>/frames/<str:frames>/rendered":
+            ("get", f"{instance}/frames/1/rendered"),
+        "dicomweb/studies/<uid:study>/series/<uid:series>/instances/<uid:instance>/bulkdata/<str:tag>":
+            ("get", f"{instance}/bulkdata/7FE00010"),
+        "dicomweb/series": ("get", "dicomweb/series"),
+        "dicomweb/instances": ("get", "dicomweb/instances"),
+        "api/v1/studies/<str:study_uid>/complete": ("post", f"api/v1/studies/{study}/complete"),
+        "api/v1/audit/study-access": ("get", "api/v1/audit/study-access"),
+        "api/v1/regions": ("get", "api/v1/regions"),
+        "api/v1/regions/<pk>": ("get", f"api/v1/regions/{region}"),
+        "api/v1/regions/<pk>/suspend": ("post", f"api/v1/regions/{region}/suspend"),
+        "api/v1/regions/<pk>/reactivate": ("post", f"api/v1/regions/{region}/reactivate"),
+        "api/v1/organizations": ("get", "api/v1/organizations"),
+        "api/v1/organizations/<pk>": ("get", f"api/v1/organizations/{org}"),
+        "api/v1/organizations/<pk>/suspend": ("post", f"api/v1/organizations/{org}/suspend"),
+        "api/v1/organizations/<pk>/reactivate": ("post", f"api/v1/organizations/{org}/reactivate"),
+        "api/v1/organizations/<pk>/activate": ("post", f"api/v1/organizations/{org}/activate"),
+        "api/v1/organizations/<pk>/sender-check": ("post", f"api/v1/organizations/{org}/sender-check"),
+        "api/v1/organizations/<pk>/users": ("get", f"api/v1/organizations/{org}/users"),
+    }
+    return organization, study, paths
+
+
+def test_every_route_is_covered(tenant):
+    _, _, paths = tenant
+    routes = {r.replace("(?P<pk>[^/.]+)", "<pk>").replace("^", "").replace("$", "") for r in all_routes()}
+    uncovered = sorted(r for r in routes if r not in paths and r not in PUBLIC and not r.startswith("admin/"))
+    assert uncovered == []
+
+
+def leaked(response, organization, study_uid: str) -> bool:
+    if response.status_code in (401, 403, 404):
+        return False
+    body = response.content.decode(errors="replace")
+    return study_uid in body or organization.oms_code in body or organization.name in body
+
+
+@pytest.mark.parametrize("who", ["same-region", "other-region", "anonymous"])
+def test_outsiders_get_nothing(tenant, tenant_factory, api_client_for, who):
+    organization, study_uid, paths = tenant
+    if who == "anonymous":
+        clients = [APIClient()]
+    else:
+        other, _ = tenant_factory(region_code="RU-MOW" if who == "same-region" else "RU-SPE")
+        roles = (Role.ORG_ADMIN, Role.RADIOLOGIST, Role.UPLOADER)
+        clients = [api_client_for(role, organization=other) for role in roles]
+    for client in clients:
+        for route, (method, path) in paths.items():
+            response = getattr(client, method)(f"/{path}", {"reason": "x", "study_instance_uid": study_uid},
+                                               format="json") if method == "post" else client.get(f"/{path}")
+            if who == "anonymous":
+                assert response.status_code == 401, route
+            assert not leaked(response, organization, study_uid), (route, response.status_code)
+    assert Study.objects.get(organization=organization).status == Study.Status.RECEIVING
