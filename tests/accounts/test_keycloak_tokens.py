@@ -192,3 +192,31 @@ def test_invited_users_must_set_their_password(directory, clinic):
     assert user["requiredActions"] == ["UPDATE_PASSWORD"]
     assert [g["path"] for g in directory.admin.get_user_groups(user_id)] == [directory.group_path(organization=clinic)]
     assert "org_admin" in [r["name"] for r in directory.admin.get_realm_roles_of_user(user_id)]
+
+
+def test_onboarding_in_keycloak_mode_creates_group_client_and_invited_user(client, keycloak, directory,
+                                                                            api_client_for, settings):
+    from tenants.services import region_ensure
+
+    region_ensure(code="RU-TAT", name="Республика Татарстан")
+    assert directory.admin.get_group_by_path("/regions/RU-TAT")["name"] == "RU-TAT"
+    admin = api_client_for(Role.PLATFORM_ADMIN)
+    oms_code = f"16{uuid.uuid4().int % 10_000:04d}"
+    created = admin.post("/api/v1/organizations", {"region": "RU-TAT", "oms_code": oms_code, "name": "ГАУЗ РКБ"},
+                         format="json")
+    assert created.status_code == 201, created.content
+    credentials = created.json()["pacs_credentials"]
+    assert credentials["client_secret"] and not credentials["api_token"]
+    pacs = KeycloakOpenID(server_url=keycloak.url, realm_name="medai", client_id=credentials["client_id"],
+                          client_secret_key=credentials["client_secret"])
+    token = pacs.token(grant_type="client_credentials")["access_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert f"/regions/RU-TAT/{oms_code}" in claims["groups"] and "uploader" in claims["realm_access"]["roles"]
+    assert qido(client, token).status_code == 200
+
+    invited = admin.post(f"/api/v1/organizations/{created.json()['id']}/users",
+                         {"username": f"dr-{oms_code}", "email": f"dr-{oms_code}@rkb.example", "first_name": "Ильдар",
+                          "last_name": "Сафин", "role": "radiologist"}, format="json")
+    assert invited.status_code == 201 and invited.json()["identity_provider"] == "keycloak"
+    user = directory.admin.get_user(invited.json()["user_id"])
+    assert user["requiredActions"] == ["UPDATE_PASSWORD"] and "api_token" not in invited.json()
