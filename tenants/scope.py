@@ -13,12 +13,17 @@ from medai.accounts.principal import Principal, Scope
 
 
 def set_transaction_scope(*, scope: Scope, region_id: int | None = None, organization_id: int | None = None) -> None:
-    """Scope the current transaction; outside one it lasts a single statement, so it fails closed."""
+    """Scope the current transaction; outside one it lasts a single statement, so it fails closed.
+
+    Only the id of the scope's own level is set: the policy lets a row through on either id.
+    """
+    region = str(region_id) if scope is Scope.REGION and region_id else ""
+    organization = str(organization_id) if scope is Scope.ORGANIZATION and organization_id else ""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('medai.scope', %s, true), set_config('medai.region_id', %s, true),"
             " set_config('medai.organization_id', %s, true)",
-            [str(scope), str(region_id or ""), str(organization_id or "")],
+            [str(scope), region, organization],
         )
 
 
