@@ -41,3 +41,30 @@ def test_counters_and_modalities_are_kept_per_study(tenant_factory, use_storage)
     study = Study.objects.get(organization=organization)
     assert (study.number_of_series, study.number_of_instances, study.modalities) == (2, 3, ["CT", "MG"])
     assert study.size_bytes == sum(i.size_bytes for i in Instance.objects.filter(study=study))
+
+
+def test_a_concurrent_request_storing_the_same_instance_undoes_the_later_batch(tenant_factory, use_storage):
+    import threading
+
+    from django.db import connection
+
+    from medai.archive.services import ConcurrentUpload
+
+    organization, _ = tenant_factory()
+    first, *series = make_series(count=3)
+    with ReceiveBatch(organization=organization, storage=use_storage) as batch:
+        store_all(batch, [first])  # the study and series exist already, so neither request waits on the other
+
+    def other_request():
+        with ReceiveBatch(organization=organization, storage=use_storage) as batch:
+            store_all(batch, series[:1])
+        connection.close()
+
+    with pytest.raises(ConcurrentUpload), ReceiveBatch(organization=organization, storage=use_storage) as batch:
+        store_all(batch, series)  # rows pending: the other request commits the same instance meanwhile
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        thread.join(timeout=30)
+    rows = Instance.objects.filter(organization=organization).order_by("id")
+    assert [r.sop_instance_uid for r in rows] == [str(first.SOPInstanceUID), str(series[0].SOPInstanceUID)]
+    assert {o.key for o in use_storage.list(prefix=f"org-{organization.id}/")} == {r.storage_key for r in rows}

@@ -8,6 +8,7 @@ Objects orphaned by a crash between the two are removed by `storage_sweep_orphan
 
 import datetime as dt
 import logging
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -28,6 +29,13 @@ class DuplicateConflict(Exception):
     """The SOP Instance UID is already stored with other content (STOW failure 0x0111)."""
 
 
+class ConcurrentUpload(Exception):
+    """Another request stored some of the same instances meanwhile; nothing of this batch was kept."""
+
+
+FLUSH_EVERY = 200
+
+
 @dataclass
 class _Counts:
     instances: int = 0
@@ -36,8 +44,9 @@ class _Counts:
 
 
 def storage_key(*, organization_id: int, study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:
-    """Content-addressed per instance: a racing upload of other content can never overwrite an acknowledged object."""
-    return f"org-{organization_id}/{study_uid}/{series_uid}/{sop_uid}.{sha256[:16]}.dcm"
+    """Unique per write: two requests racing with the same instance never share an object, so the one
+    undone can delete its own without touching the one acknowledged."""
+    return f"org-{organization_id}/{study_uid}/{series_uid}/{sop_uid}.{sha256[:16]}.{secrets.token_hex(4)}.dcm"
 
 
 class ReceiveBatch:
@@ -51,6 +60,8 @@ class ReceiveBatch:
         self._series: dict[str, Series] = {}
         self._study_counts: dict[int, _Counts] = defaultdict(_Counts)
         self._series_counts: dict[int, int] = defaultdict(int)
+        self._pending: list[Instance] = []
+        self._pending_sha256: dict[str, str] = {}
 
     def __enter__(self) -> "ReceiveBatch":
         self._atomic = transaction.atomic()
@@ -60,6 +71,7 @@ class ReceiveBatch:
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
             if exc_type is None:
+                self._insert_pending()
                 self._apply_counts()
         except BaseException as flush_error:
             self._atomic.__exit__(type(flush_error), flush_error, flush_error.__traceback__)
@@ -80,12 +92,16 @@ class ReceiveBatch:
         """Store one instance; True if new, False if the identical instance was already stored.
 
         Raises DuplicateConflict for the same UID with other content, StorageUnavailable if the
-        object could not be written (the caller aborts the batch).
+        object could not be written (the caller aborts the batch). Index rows are inserted in bulk
+        (every FLUSH_EVERY instances and at the end): one round trip per instance is the lookup.
         """
         sop_uid = str(dataset.SOPInstanceUID)
-        existing = Instance.objects.filter(organization=self.organization, sop_instance_uid=sop_uid).first()
-        if existing is not None:
-            if existing.sha256 != sha256:
+        known = self._pending_sha256.get(sop_uid)
+        if known is None:
+            found = Instance.objects.filter(organization=self.organization, sop_instance_uid=sop_uid)
+            known = next(iter(found.values_list("sha256", flat=True)[:1]), None)
+        if known is not None:
+            if known != sha256:
                 raise DuplicateConflict(sop_uid)
             return False
         study = self._study_for(dataset)
@@ -100,40 +116,47 @@ class ReceiveBatch:
         fileobj.seek(0)
         self.storage.put(key, fileobj, size)
         self.written_keys.append(key)
-        try:
-            with transaction.atomic():
-                Instance.objects.create(
-                    organization=self.organization,
-                    region_id=self.organization.region_id,
-                    study=study,
-                    series=series,
-                    sop_instance_uid=sop_uid,
-                    sop_class_uid=str(dataset.SOPClassUID),
-                    transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
-                    instance_number=_int_or_none(dataset.get("InstanceNumber")),
-                    rows=_int_or_none(dataset.get("Rows")),
-                    columns=_int_or_none(dataset.get("Columns")),
-                    number_of_frames=_int_or_none(dataset.get("NumberOfFrames")) or 1,
-                    size_bytes=size,
-                    sha256=sha256,
-                    storage_key=key,
-                    metadata=metadata,
-                )
-        except IntegrityError:
-            # A concurrent request stored the same UID first; judge against what it stored.
-            self.storage.delete(key)
-            self.written_keys.remove(key)
-            winner = Instance.objects.get(organization=self.organization, sop_instance_uid=sop_uid)
-            if winner.sha256 != sha256:
-                raise DuplicateConflict(sop_uid) from None
-            return False
+        self._pending.append(
+            Instance(
+                organization=self.organization,
+                region_id=self.organization.region_id,
+                study=study,
+                series=series,
+                sop_instance_uid=sop_uid,
+                sop_class_uid=str(dataset.SOPClassUID),
+                transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
+                instance_number=_int_or_none(dataset.get("InstanceNumber")),
+                rows=_int_or_none(dataset.get("Rows")),
+                columns=_int_or_none(dataset.get("Columns")),
+                number_of_frames=_int_or_none(dataset.get("NumberOfFrames")) or 1,
+                size_bytes=size,
+                sha256=sha256,
+                storage_key=key,
+                metadata=metadata,
+            )
+        )
+        self._pending_sha256[sop_uid] = sha256
         counts = self._study_counts[study.id]
         counts.instances += 1
         counts.size_bytes += size
         if series.modality:
             counts.modalities.add(series.modality)
         self._series_counts[series.id] += 1
+        if len(self._pending) >= FLUSH_EVERY:
+            self._insert_pending()
         return True
+
+    def _insert_pending(self) -> None:
+        """One INSERT for the instances received since the last. A unique violation means another
+        request is storing the same instances at this moment: the whole batch is undone and the sender
+        told to retry, when the duplicate check will settle it."""
+        if not self._pending:
+            return
+        try:
+            Instance.objects.bulk_create(self._pending)
+        except IntegrityError as exc:
+            raise ConcurrentUpload() from exc
+        self._pending.clear()
 
     def _study_for(self, dataset: Dataset) -> Study:
         uid = str(dataset.StudyInstanceUID)

@@ -16,7 +16,7 @@ from python_multipart.multipart import parse_options_header
 
 from medai.accounts.models import Role
 from medai.archive.dicomfile import UnreadableDicom, lacks_preamble, read_received, with_preamble
-from medai.archive.services import DuplicateConflict, ReceiveBatch
+from medai.archive.services import ConcurrentUpload, DuplicateConflict, ReceiveBatch
 from medai.archive.sop_classes import STORAGE_SOP_CLASSES
 from medai.archive.storage import StorageUnavailable
 from medai.dicomweb.base import DicomWebView, dicomweb_error
@@ -100,6 +100,9 @@ class Store(DicomWebView):
             return _too_large()
         except StorageUnavailable:
             return _retry_later("Object storage is unavailable; nothing from this request was stored.", status=503)
+        except ConcurrentUpload:
+            return _retry_later("The same instances are being stored by another request; nothing from this one"
+                                " was stored. Send it again.", status=503)
         return _store_response(request, outcome, study)
 
     def _store_part(
