@@ -12,6 +12,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -248,6 +249,7 @@ def main() -> None:
     finally:
         services.terminate(web)
         postgres.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
     overhead = (with_rls["p50_ms"] - without_rls["p50_ms"]) / without_rls["p50_ms"] * 100
     print()
