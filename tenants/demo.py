@@ -1,11 +1,14 @@
 """Demo tenants for `medai up`: three regions, their organizations, and one user per role.
 
 Idempotent: a restart on the same MEDAI_HOME finds the same tenants and users; passwords are kept.
-The organizations are real in kind (a city polyclinic, a city hospital, a republican hospital) but
-their names and codes here are illustrative.
+The organizations are real in kind (city polyclinics and hospitals, a republican hospital) and named
+after real ones, but their OMS codes here are illustrative. Every write goes through the services,
+as onboarding's would.
 """
 
 from dataclasses import dataclass
+
+from django.contrib.auth.base_user import AbstractBaseUser
 
 from medai.accounts.models import Role
 from medai.accounts.services import user_ensure
@@ -21,7 +24,9 @@ ORGANIZATIONS = [
     ("RU-MOW", "770002", "ГБУЗ «Городская поликлиника № 2 ДЗМ»", "ГП № 2"),
     ("RU-MOW", "770100", "ГБУЗ «Городская клиническая больница им. С. П. Боткина ДЗМ»", "ГКБ им. Боткина"),
     ("RU-SPE", "780037", "СПб ГБУЗ «Городская поликлиника № 37»", "ГП № 37"),
+    ("RU-SPE", "780050", "СПб ГБУЗ «Городская Мариинская больница»", "Мариинская больница"),
     ("RU-TAT", "160001", "ГАУЗ «Республиканская клиническая больница МЗ РТ»", "РКБ"),
+    ("RU-TAT", "160007", "ГАУЗ «Городская клиническая больница № 7» г. Казани", "ГКБ № 7"),
 ]
 # (username, role, region code or None, OMS code or None)
 USERS = [
@@ -33,6 +38,8 @@ USERS = [
     ("gp2-radiologist", Role.RADIOLOGIST, None, "770002"),
     ("gp2-pacs", Role.UPLOADER, None, "770002"),
     ("gp37-radiologist", Role.RADIOLOGIST, None, "780037"),
+    ("gp37-pacs", Role.UPLOADER, None, "780037"),
+    ("tatarstan-admin", Role.REGIONAL_ADMIN, "RU-TAT", None),
 ]
 
 
@@ -42,11 +49,15 @@ class DemoUser:
     role: str
     region: str | None
     organization: str | None
-    user: object
+    user: AbstractBaseUser
 
 
-def demo_load(*, passwords: dict[str, str]) -> list[DemoUser]:
-    """Create or refresh the demo tenants and users; `passwords` maps each username to its password."""
+def demo_load(*, passwords: dict[str, str | None]) -> list[DemoUser]:
+    """Create or refresh the demo tenants and users.
+
+    `passwords` maps each username to the password to set, or None to keep the one it has (hashing one
+    costs ~0.4 s, and a restart must not change them anyway).
+    """
     regions = {code: region_ensure(code=code, name=name, okato_code=okato, time_zone=tz)
                for code, name, okato, tz in REGIONS}
     organizations = {
@@ -60,6 +71,10 @@ def demo_load(*, passwords: dict[str, str]) -> list[DemoUser]:
         region = organization.region if organization else regions.get(region_code)
         user = user_ensure(username=username, role=role, password=passwords[username], region=region,
                            organization=organization)
+        if role == Role.PLATFORM_ADMIN and not user.is_superuser:
+            # The platform's operator: Django's admin site (printed by `medai up`) lets only staff in.
+            user.is_staff = user.is_superuser = True
+            user.save(update_fields=["is_staff", "is_superuser"])
         users.append(DemoUser(username, str(role), region.code if region else None,
                               organization.name if organization else None, user))
     return users

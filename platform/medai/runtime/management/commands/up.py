@@ -1,37 +1,33 @@
-"""`medai up`: start the whole platform on embedded defaults with demo data (see medai.runtime.up)."""
+"""`medai up`: the whole platform on embedded defaults with demo data; the work is in medai.runtime.up."""
 
 import sys
+import warnings
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from medai.runtime.up import Platform, print_credentials
+from medai.runtime.up import UpOptions, up
 
 
 class Command(BaseCommand):
-    help = "Start PostgreSQL, Redis, Triton, a Celery worker and the web server, with demo tenants."
+    help = ("Start PostgreSQL, Redis, Triton, a Celery worker with beat and the web server, with demo tenants "
+            "and users; state in MEDAI_HOME. Ctrl-C stops everything.")
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--port", type=int, default=8000, help="web port (default 8000)")
-        parser.add_argument("--no-triton", action="store_true", help="do not start Triton (no AI inference)")
+        parser.add_argument("--port", type=int, default=8000, help="web port on 127.0.0.1 (default 8000)")
+        parser.add_argument("--no-triton", action="store_true",
+                            help="do not start Triton (machines where it cannot run); AI inference is then off")
+        parser.add_argument("--triton-grpc-port", type=int, help="Triton's gRPC port (default: a free one)")
+        parser.add_argument("--triton-http-port", type=int, help="Triton's HTTP port (default: a free one)")
 
-    def handle(self, *args, port: int, no_triton: bool, **options) -> None:
-        home = settings.MEDAI_HOME
-        home.mkdir(parents=True, exist_ok=True)
+    def handle(self, *args, port: int, no_triton: bool, triton_grpc_port: int | None,
+               triton_http_port: int | None, **options) -> None:
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, imported by pgserver
 
-        def say(line: str) -> None:
-            self.stdout.write(line)
+        def say(text: str, end: str = "\n") -> None:
+            self.stdout.write(text, ending=end)
             self.stdout.flush()
 
-        say(f"Starting MedAI Platform in {home}")
-        platform = Platform(home=home, port=port, with_triton=not no_triton, say=say)
-        try:
-            platform.start_servers()
-            credentials = platform.prepare_data()
-            platform.start_processes()
-        except BaseException as exc:
-            say(f"start-up failed: {exc}")
-            platform.stop()
-            sys.exit(1)
-        print_credentials(credentials, say)
-        sys.exit(platform.supervise())
+        options = UpOptions(port=port, with_triton=not no_triton, triton_grpc_port=triton_grpc_port,
+                            triton_http_port=triton_http_port)
+        sys.exit(up(home=settings.MEDAI_HOME, options=options, say=say))
