@@ -107,6 +107,8 @@ LOCAL_STORAGE_ROOT = MEDAI_HOME / "objects"
 
 # --- DICOMweb --------------------------------------------------------------------------------
 # 1.5 GiB: a 1 GB study passes in one request; larger ones are sent in several.
+# Proxies (CIDRs) whose X-Forwarded-For is believed for the client address in the audit log.
+TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[])
 DICOMWEB_MAX_STOW_BYTES = env.int("DICOMWEB_MAX_STOW_BYTES", default=1536 * 1024**2)
 DICOMWEB_MAX_CONCURRENT_STOW = env.int("DICOMWEB_MAX_CONCURRENT_STOW", default=8)
 DICOMWEB_RETRY_AFTER_SECONDS = env.int("DICOMWEB_RETRY_AFTER_SECONDS", default=5)

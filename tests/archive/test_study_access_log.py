@@ -55,3 +55,32 @@ def test_the_log_cannot_be_changed_or_deleted(reads):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         StudyAccess.objects.filter(id=entry.id).delete()
     assert StudyAccess.objects.get(id=entry.id).subject == entry.subject
+
+
+@pytest.mark.parametrize(
+    ("trusted", "remote", "forwarded", "logged"),
+    [
+        ([], "10.1.2.3", "203.0.113.9", "10.1.2.3"),  # a client's own header is not believed
+        (["10.0.0.0/8"], "10.1.2.3", "198.51.100.7, 203.0.113.9", "203.0.113.9"),  # nearest hop past the proxy
+        (["10.0.0.0/8"], "10.1.2.3", "198.51.100.7, 10.9.9.9", "198.51.100.7"),  # through two proxies
+        (["10.0.0.0/8"], "10.1.2.3", "not-an-address", "10.1.2.3"),
+        ([], "10.1.2.3", "", "10.1.2.3"),
+    ],
+)
+def test_client_address_believes_forwarded_for_only_from_trusted_proxies(settings, trusted, remote, forwarded,
+                                                                         logged):
+    from medai.dicomweb.base import client_address
+
+    settings.TRUSTED_PROXY_NETWORKS = trusted
+    request = RequestFactory().get("/dicomweb/studies", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_address(request) == logged
+
+
+def test_a_malformed_forwarded_for_header_does_not_break_a_read(tenant_factory, use_storage, client):
+    organization, token = tenant_factory()
+    with ReceiveBatch(organization=organization, storage=use_storage) as batch:
+        store_all(batch, make_series(count=1))
+    response = client.get("/dicomweb/studies", HTTP_AUTHORIZATION=f"Bearer {token}",
+                          HTTP_X_FORWARDED_FOR="garbage, 999.1.1.1")
+    assert response.status_code == 200 and len(response.json()) == 1
+    assert StudyAccess.objects.get(organization=organization).client_address == "127.0.0.1"

@@ -1,8 +1,10 @@
 """What every DICOMweb view shares: bearer authentication, no content negotiation by DRF, the audit log."""
 
+import ipaddress
 from collections.abc import Iterable
 from typing import Protocol
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from rest_framework.negotiation import BaseContentNegotiation
@@ -58,6 +60,27 @@ _INSERT_ACCESS = (
 )
 
 
+def client_address(request: HttpRequest) -> str | None:
+    """The caller's IP address for the audit log. X-Forwarded-For is believed only when the request
+    comes from a trusted proxy (TRUSTED_PROXY_NETWORKS), and then only its nearest untrusted hop: a
+    client cannot write someone else's address into the log, nor break the read with a bad header."""
+    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.TRUSTED_PROXY_NETWORKS]
+
+    def parse(value: str):
+        try:
+            return ipaddress.ip_address(value.strip())
+        except ValueError:
+            return None
+
+    address = parse(request.META.get("REMOTE_ADDR", ""))
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+    for hop in map(parse, reversed(forwarded)):  # nearest hop first
+        if address is None or hop is None or not any(address in network for network in trusted):
+            break
+        address = hop
+    return str(address) if address is not None else None
+
+
 def record_study_access(
     *, request: HttpRequest, principal: Principal, studies: Iterable[StudyRef], endpoint: str
 ) -> None:
@@ -69,8 +92,7 @@ def record_study_access(
     refs = [(study.organization_id, study.region_id, study.study_instance_uid) for study in studies]
     if not refs:
         return
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    address = forwarded.split(",")[0].strip() or request.META.get("REMOTE_ADDR") or None
+    address = client_address(request)
     organizations, regions, uids = (list(column) for column in zip(*refs, strict=True))
     with connection.cursor() as cursor:
         cursor.execute(
