@@ -51,9 +51,17 @@ def make_instance(
     view_position: str = "",
     laterality: str = "",
     seed: int | None = None,
+    pixels: np.ndarray | None = None,
+    slice_thickness: float = 1.0,
+    pixel_spacing: float = 0.7,
 ) -> Dataset:
-    """One image instance with plausible attributes and noise pixels (uint16, 12 bits stored)."""
+    """One image instance with plausible attributes (uint16, 12 bits stored).
+
+    `pixels` are the stored values (0-4095; for CT, HU + 1024); without them, noise.
+    """
     rng = np.random.default_rng(seed if seed is not None else instance_number)
+    if pixels is not None:
+        rows, columns = pixels.shape
     sop_uid = generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = _SOP_CLASS[modality]
@@ -99,15 +107,17 @@ def make_instance(
     ds.PixelRepresentation = 0
     if modality == "CT":
         ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-        ds.SliceThickness = 1.0
-        ds.ImagePositionPatient = [0, 0, float(instance_number)]
+        ds.SliceThickness = slice_thickness
+        ds.ImagePositionPatient = [0, 0, float(instance_number) * slice_thickness]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [0.7, 0.7]
+        ds.PixelSpacing = [pixel_spacing, pixel_spacing]
         ds.WindowCenter, ds.WindowWidth = -600, 1500
     else:
         ds.WindowCenter, ds.WindowWidth = 2048, 4096
         ds.PresentationIntentType = "FOR PRESENTATION"
-    ds.PixelData = rng.integers(0, 4096, size=(rows, columns), dtype=np.uint16).tobytes()
+    if pixels is None:
+        pixels = rng.integers(0, 4096, size=(rows, columns), dtype=np.uint16)
+    ds.PixelData = np.clip(pixels, 0, 4095).astype(np.uint16).tobytes()
     return ds
 
 
