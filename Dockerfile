@@ -8,7 +8,7 @@ COPY . .
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install . \
     && mkdir -p /opt/medai/models \
-    && cp -R inference/models/*/ /opt/medai/models/ \
+    && cp -RL inference/models/*/ /opt/medai/models/ \
     && find /opt/medai/models -name __pycache__ -prune -exec rm -rf {} +
 
 FROM python:3.11-slim

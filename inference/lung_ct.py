@@ -1,0 +1,85 @@
+"""The chest-CT reference algorithm (not a medical device): lungs by HU thresholds, lesions inside them.
+
+Classical image analysis with numpy alone, so it runs unchanged inside Triton's Python backend:
+1. Inside the body (per row, between the first and last non-air pixel) aerated lung is HU < -600.
+2. The body's midline splits right from left; each lung's envelope is its aerated region closed
+   (dilated, then eroded) by `closing_mm`, which fills lesions that replaced aerated tissue. Each
+   side is closed on its own, so the mediastinum is never bridged.
+3. Inside the envelopes, ground glass is -700 <= HU < -300 and consolidation -300 <= HU < 60.
+4. Affected share = lesions / envelope; severity on the Moscow CT-0..CT-4 scale.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AERATED_MAX_HU = -600
+GROUND_GLASS_HU = (-700, -300)
+CONSOLIDATION_HU = (-300, 60)
+BODY_MIN_HU = -300
+SEVERITY_LIMITS = (0.25, 0.50, 0.75)
+
+
+@dataclass(frozen=True)
+class LungFindings:
+    lung_ml: tuple[float, float]  # patient's right, left
+    ground_glass_ml: tuple[float, float]
+    consolidation_ml: tuple[float, float]
+
+    @property
+    def affected_share(self) -> float:
+        lesions = sum(self.ground_glass_ml) + sum(self.consolidation_ml)
+        return lesions / sum(self.lung_ml) if sum(self.lung_ml) else 0.0
+
+    @property
+    def severity(self) -> int:
+        """0..4 for CT-0..CT-4."""
+        share = self.affected_share
+        if share <= 0:
+            return 0
+        return 1 + sum(share >= limit for limit in SEVERITY_LIMITS)
+
+
+def _shift_max(mask: np.ndarray, radius: int) -> np.ndarray:
+    out = mask.copy()
+    for axis in (1, 2):  # in-plane square structuring element, done as two separable passes
+        grown = out.copy()
+        for step in range(1, radius + 1):
+            grown |= np.roll(out, step, axis) | np.roll(out, -step, axis)
+        out = grown
+    return out
+
+
+def _close(mask: np.ndarray, radius: int) -> np.ndarray:
+    return ~_shift_max(~_shift_max(mask, radius), radius)
+
+
+def _inside_body(hu: np.ndarray) -> np.ndarray:
+    body = hu > BODY_MIN_HU
+    columns = np.arange(hu.shape[2])
+    has = body.any(axis=2, keepdims=True)
+    first = np.where(has, body.argmax(axis=2)[..., None], hu.shape[2])
+    last = np.where(has, hu.shape[2] - 1 - body[..., ::-1].argmax(axis=2)[..., None], -1)
+    return (columns >= first) & (columns <= last)
+
+
+def analyse(hu: np.ndarray, spacing_mm: tuple[float, float, float], closing_mm: float = 30.0) -> LungFindings:
+    """`hu`: a (slices, rows, columns) volume in Hounsfield units; `spacing_mm`: (z, y, x)."""
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    inside = _inside_body(hu)
+    aerated = inside & (hu < AERATED_MAX_HU)
+    midline = hu.shape[2] // 2  # image left = patient's right
+    sides = (np.s_[..., :midline], np.s_[..., midline:])
+    radius = max(1, round(closing_mm / spacing_mm[2]))
+    envelope = np.zeros_like(aerated)
+    for side in sides:
+        padded = np.pad(aerated[side], ((0, 0), (radius, radius), (radius, radius)))
+        envelope[side] = _close(padded, radius)[:, radius:-radius, radius:-radius]
+    envelope &= inside
+    ground_glass = envelope & (hu >= GROUND_GLASS_HU[0]) & (hu < GROUND_GLASS_HU[1])
+    consolidation = envelope & (hu >= CONSOLIDATION_HU[0]) & (hu < CONSOLIDATION_HU[1])
+    return LungFindings(
+        lung_ml=tuple(float(envelope[s].sum()) * voxel_ml for s in sides),
+        ground_glass_ml=tuple(float(ground_glass[s].sum()) * voxel_ml for s in sides),
+        consolidation_ml=tuple(float(consolidation[s].sum()) * voxel_ml for s in sides),
+    )
