@@ -1,0 +1,1 @@
+../../../chest_xray.py
