@@ -9,10 +9,14 @@ Classical image analysis with numpy alone, so it runs unchanged inside Triton's 
 4. Probability of pathology = the largest blob's area against a small nodule's, capped at 1.
 """
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
+try:
+    from inference.morphology import blobs, bounding_box, close
+except ImportError:  # in a Triton model folder, where morphology.py lies beside this file
+    from morphology import blobs, bounding_box, close
 
 MAX_BOXES = 8
 
@@ -21,41 +25,6 @@ MAX_BOXES = 8
 class Opacities:
     probability: float
     boxes: list[tuple[int, int, int, int]]  # first row, first column, last row + 1, last column + 1
-
-
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    out = mask.copy()
-    for axis in (0, 1):
-        grown = out.copy()
-        for step in range(1, radius + 1):
-            grown |= np.roll(out, step, axis) | np.roll(out, -step, axis)
-        out = grown
-    return out
-
-
-def _close(mask: np.ndarray, radius: int) -> np.ndarray:
-    padded = np.pad(mask, radius)
-    closed = ~_dilate(~_dilate(padded, radius), radius)
-    return closed[radius:-radius, radius:-radius]
-
-
-def _blobs(mask: np.ndarray) -> list[list[tuple[int, int]]]:
-    seen = np.zeros_like(mask)
-    blobs = []
-    for start in zip(*np.nonzero(mask), strict=True):
-        if seen[start]:
-            continue
-        seen[start] = True
-        queue, blob = deque([start]), []
-        while queue:
-            r, c = queue.popleft()
-            blob.append((r, c))
-            for nr, nc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-                if 0 <= nr < mask.shape[0] and 0 <= nc < mask.shape[1] and mask[nr, nc] and not seen[nr, nc]:
-                    seen[nr, nc] = True
-                    queue.append((nr, nc))
-        blobs.append(blob)
-    return blobs
 
 
 def analyse(image: np.ndarray, *, closing_px: int | None = None, min_area_px: int | None = None) -> Opacities:
@@ -74,15 +43,14 @@ def analyse(image: np.ndarray, *, closing_px: int | None = None, min_area_px: in
     aerated = inside & (image < halfway)
     midline = image.shape[1] // 2
     fields = np.zeros_like(aerated)
-    fields[:, :midline] = _close(aerated[:, :midline], closing_px)
-    fields[:, midline:] = _close(aerated[:, midline:], closing_px)
+    fields[:, :midline] = close(aerated[:, :midline], closing_px)
+    fields[:, midline:] = close(aerated[:, midline:], closing_px)
     opacity = fields & inside & (image >= halfway)
-    blobs = [b for b in _blobs(opacity) if len(b) >= min_area_px]
-    blobs.sort(key=len, reverse=True)
+    found = [b for b in blobs(opacity) if len(b) >= min_area_px]
+    found.sort(key=len, reverse=True)
     boxes = []
-    for blob in blobs[:MAX_BOXES]:
-        rows, cols = zip(*blob, strict=True)
-        boxes.append((min(rows), min(cols), max(rows) + 1, max(cols) + 1))
+    for blob in found[:MAX_BOXES]:
+        boxes.append(bounding_box(blob))
     nodule_area = np.pi * (size / 40) ** 2
-    probability = min(1.0, len(blobs[0]) / nodule_area) if blobs else 0.0
+    probability = min(1.0, len(found[0]) / nodule_area) if found else 0.0
     return Opacities(probability=float(probability), boxes=boxes)

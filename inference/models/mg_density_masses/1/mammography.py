@@ -1,0 +1,1 @@
+../../../mammography.py
