@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 try:
-    from inference.morphology import blobs, bounding_box, close
+    from inference.morphology import between_first_and_last, blobs, bounding_box, close
 except ImportError:  # in a Triton model folder, where morphology.py lies beside this file
-    from morphology import blobs, bounding_box, close
+    from morphology import between_first_and_last, blobs, bounding_box, close
 
 MAX_BOXES = 8
 
@@ -32,12 +32,7 @@ def analyse(image: np.ndarray, *, closing_px: int | None = None, min_area_px: in
     closing_px = closing_px or max(2, size // 20)
     min_area_px = min_area_px or max(4, (size // 100) ** 2)
     background, tissue = np.percentile(image, [2, 90])
-    body = image > (background + tissue) / 2 * 0.5
-    columns = np.arange(image.shape[1])
-    has = body.any(axis=1, keepdims=True)
-    first = np.where(has, body.argmax(axis=1)[:, None], image.shape[1])
-    last = np.where(has, image.shape[1] - 1 - body[:, ::-1].argmax(axis=1)[:, None], -1)
-    inside = (columns >= first) & (columns <= last)
+    inside = between_first_and_last(image > (background + tissue) / 2 * 0.5)
     lung_level = np.percentile(image[inside], 15)
     halfway = (lung_level + tissue) / 2
     aerated = inside & (image < halfway)

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+try:
+    from inference.morphology import between_first_and_last, close
+except ImportError:  # in a Triton model folder, where morphology.py lies beside this file
+    from morphology import between_first_and_last, close
+
 AERATED_MAX_HU = -600
 GROUND_GLASS_HU = (-700, -300)
 CONSOLIDATION_HU = (-300, 60)
@@ -34,47 +39,27 @@ class LungFindings:
     @property
     def severity(self) -> int:
         """0..4 for CT-0..CT-4."""
-        share = self.affected_share
-        if share <= 0:
-            return 0
-        return 1 + sum(share >= limit for limit in SEVERITY_LIMITS)
+        return severity_grade(self.affected_share)
 
 
-def _shift_max(mask: np.ndarray, radius: int) -> np.ndarray:
-    out = mask.copy()
-    for axis in (1, 2):  # in-plane square structuring element, done as two separable passes
-        grown = out.copy()
-        for step in range(1, radius + 1):
-            grown |= np.roll(out, step, axis) | np.roll(out, -step, axis)
-        out = grown
-    return out
-
-
-def _close(mask: np.ndarray, radius: int) -> np.ndarray:
-    return ~_shift_max(~_shift_max(mask, radius), radius)
-
-
-def _inside_body(hu: np.ndarray) -> np.ndarray:
-    body = hu > BODY_MIN_HU
-    columns = np.arange(hu.shape[2])
-    has = body.any(axis=2, keepdims=True)
-    first = np.where(has, body.argmax(axis=2)[..., None], hu.shape[2])
-    last = np.where(has, hu.shape[2] - 1 - body[..., ::-1].argmax(axis=2)[..., None], -1)
-    return (columns >= first) & (columns <= last)
+def severity_grade(affected_share: float) -> int:
+    """The Moscow COVID-19 CT scale as 0..4: CT-0 none, CT-1 < 25 %, CT-2 25-50 %, CT-3 50-75 %, CT-4."""
+    if affected_share <= 0:
+        return 0
+    return 1 + sum(affected_share >= limit for limit in SEVERITY_LIMITS)
 
 
 def analyse(hu: np.ndarray, spacing_mm: tuple[float, float, float], closing_mm: float = 30.0) -> LungFindings:
     """`hu`: a (slices, rows, columns) volume in Hounsfield units; `spacing_mm`: (z, y, x)."""
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    inside = _inside_body(hu)
+    inside = between_first_and_last(hu > BODY_MIN_HU)
     aerated = inside & (hu < AERATED_MAX_HU)
     midline = hu.shape[2] // 2  # image left = patient's right
     sides = (np.s_[..., :midline], np.s_[..., midline:])
     radius = max(1, round(closing_mm / spacing_mm[2]))
     envelope = np.zeros_like(aerated)
     for side in sides:
-        padded = np.pad(aerated[side], ((0, 0), (radius, radius), (radius, radius)))
-        envelope[side] = _close(padded, radius)[:, radius:-radius, radius:-radius]
+        envelope[side] = close(aerated[side], radius)
     envelope &= inside
     ground_glass = envelope & (hu >= GROUND_GLASS_HU[0]) & (hu < GROUND_GLASS_HU[1])
     consolidation = envelope & (hu >= CONSOLIDATION_HU[0]) & (hu < CONSOLIDATION_HU[1])

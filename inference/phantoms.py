@@ -12,6 +12,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
+from inference.lung_ct import severity_grade
 from medai.archive.synthetic import Patient, make_instance
 
 # Hounsfield units of the CT phantom's tissues.
@@ -22,13 +23,8 @@ WOMAN = Patient(patient_id="SYN-0002", name="Ivanova^Maria", birth_date="1975031
 
 
 def ct_severity(affected_share: float) -> str:
-    """The Moscow COVID-19 CT scale: CT-0 none, CT-1 < 25 %, CT-2 25-50 %, CT-3 50-75 %, CT-4 >= 75 %."""
-    if affected_share <= 0:
-        return "CT-0"
-    for limit, category in ((0.25, "CT-1"), (0.50, "CT-2"), (0.75, "CT-3")):
-        if affected_share < limit:
-            return category
-    return "CT-4"
+    """The Moscow COVID-19 CT scale as its label, CT-0..CT-4."""
+    return f"CT-{severity_grade(affected_share)}"
 
 
 def _ellipse(shape: tuple[int, int], center: tuple[float, float], radii: tuple[float, float]) -> np.ndarray:
