@@ -79,7 +79,7 @@ def triton() -> services.RunningService:
         yield services.RunningService("triton", os.environ["TRITON_URL"], stop=lambda: None,
                                       http_url=os.environ.get("TRITON_HTTP_URL", ""))
         return
-    from inference.models import MODEL_REPOSITORY
+    from inference.triton import MODEL_REPOSITORY
 
     server = services.start_triton(MODEL_REPOSITORY, Path(os.environ["MEDAI_HOME"]) / "triton")
     try:

@@ -1,9 +1,13 @@
-"""Triton's model repository: one folder per model, in Triton's layout (`config.pbtxt`, `1/model.py`).
+"""Two kinds of model meet here.
 
-`medai up` and the test fixtures point tritonserver at this folder. Every model here is a reference
-model written by this project, not a medical device.
+- The Django models of the `inference` app: they are written in `inference/records.py` and imported
+  below, because Django looks for them in this module.
+- Triton's model repository: the folders beside this file, one per model, in Triton's layout
+  (`config.pbtxt`, `1/model.py`). `medai up` and the test fixtures point tritonserver at this folder
+  (`inference.triton.MODEL_REPOSITORY`). Every model here is a reference model written by this
+  project, not a medical device.
 """
 
-from pathlib import Path
+from inference.records import AIService, Analysis, StudyKind, WebhookDelivery, WebhookEndpoint, WorklistEntry
 
-MODEL_REPOSITORY = Path(__file__).resolve().parent
+__all__ = ["AIService", "Analysis", "StudyKind", "WebhookDelivery", "WebhookEndpoint", "WorklistEntry"]

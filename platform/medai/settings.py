@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "medai.archive",
     "medai.dicomweb",
     "medai.runtime",
+    "inference",
 ]
 
 MIDDLEWARE = [

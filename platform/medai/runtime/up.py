@@ -155,7 +155,7 @@ class Platform:
         if os.environ.get("TRITON_URL"):
             self.say("  Triton: TRITON_URL is set, using that one")
         elif self.options.with_triton:
-            from inference.models import MODEL_REPOSITORY
+            from inference.triton import MODEL_REPOSITORY
 
             self.triton = self._step("Triton Inference Server", lambda: services.start_triton(
                 MODEL_REPOSITORY, self.home / "triton", grpc_port=self.options.triton_grpc_port,
