@@ -121,6 +121,21 @@ STUDY_QUIET_SECONDS = env.int("STUDY_QUIET_SECONDS", default=30)
 # --- AI inference ----------------------------------------------------------------------------
 TRITON_URL = env.str("TRITON_URL", default="127.0.0.1:8001")
 TRITON_PROTOCOL = env.str("TRITON_PROTOCOL", default="grpc")  # or "http" (then TRITON_URL is the HTTP port)
+TRITON_TIMEOUT_SECONDS = env.float("TRITON_TIMEOUT_SECONDS", default=120.0)
+TRITON_RETRIES = env.int("TRITON_RETRIES", default=3)  # transient errors, with exponential backoff
+TRITON_RETRY_BACKOFF_SECONDS = env.float("TRITON_RETRY_BACKOFF_SECONDS", default=0.5)
+# A model that failed this many calls in a row is not called for TRITON_BREAKER_RESET_SECONDS.
+TRITON_BREAKER_FAILURES = env.int("TRITON_BREAKER_FAILURES", default=5)
+TRITON_BREAKER_RESET_SECONDS = env.float("TRITON_BREAKER_RESET_SECONDS", default=30.0)
+# Analyses in flight at once (sent to workers, not yet finished), shared fairly between organizations.
+INFERENCE_CAPACITY = env.int("INFERENCE_CAPACITY", default=8)
+# A run that holds an analysis longer than this is presumed dead (worker killed) and re-dispatched.
+INFERENCE_LEASE_SECONDS = env.int("INFERENCE_LEASE_SECONDS", default=600)
+# Runs that failed transiently are retried this many times before the analysis is failed for good.
+INFERENCE_MAX_ATTEMPTS = env.int("INFERENCE_MAX_ATTEMPTS", default=3)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_BACKOFF_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_SECONDS", default=15.0)  # doubles each retry
 
 # --- Identity --------------------------------------------------------------------------------
 # Empty KEYCLOAK_URL: local users with API tokens (the embedded default).
