@@ -4,7 +4,6 @@ They live here rather than in `models.py` because `inference/models/` is Triton'
 `inference/models/__init__.py` imports them so that Django finds them.
 """
 
-from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
@@ -39,7 +38,7 @@ class AIService(models.Model):
     description = models.TextField(blank=True)
     study_kind = models.CharField(max_length=16, choices=StudyKind.choices)
     profile = models.CharField(
-        max_length=32, help_text="How studies are audited, prepared for the model and its outputs read (inference.profiles)"
+        max_length=32, help_text="inference.profiles: how studies are audited, prepared and read"
     )
     triton_model = models.CharField(max_length=128)
     triton_model_version = models.CharField(max_length=16, blank=True, help_text="Empty: the version Triton serves")
@@ -161,9 +160,7 @@ class WorklistEntry(TenantOwned):
     urgent = models.BooleanField(default=False, help_text="Clinical priority STAT/HIGH, or AI found something urgent")
     ai_flagged = models.BooleanField(default=False, help_text="Some service found pathology")
     ai_probability = models.FloatField(null=True, blank=True, help_text="The highest probability of pathology")
-    claimed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    claimed_by = models.CharField(max_length=150, blank=True, help_text="Subject of the radiologist")
     claimed_at = models.DateTimeField(null=True, blank=True)
     reported_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

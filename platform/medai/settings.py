@@ -95,6 +95,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE = {
     "complete-quiet-studies": {"task": "archive.complete_quiet_studies", "schedule": 10.0},
     "sweep-orphaned-objects": {"task": "archive.sweep_orphans", "schedule": 6 * 3600.0},
+    "dispatch-analyses": {"task": "inference.dispatch", "schedule": 10.0},
 }
 
 # --- Object storage --------------------------------------------------------------------------

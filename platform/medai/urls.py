@@ -12,6 +12,7 @@ api_v1 = [
     path("studies/<str:study_uid>/complete", StudyCompleteView.as_view(), name="study-complete"),
     path("audit/study-access", StudyAccessListView.as_view(), name="study-access"),
     path("", include("tenants.urls")),
+    path("", include("inference.urls")),
 ]
 
 urlpatterns = [

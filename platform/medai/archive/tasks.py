@@ -7,6 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from medai.archive.services import storage_sweep_orphans, studies_complete_quiet
+from medai.archive.signals import study_completed as study_completed_signal
 from tenants.scope import dangerously_unscoped, organization_scope
 
 logger = logging.getLogger(__name__)
@@ -14,9 +15,11 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="archive.study_completed", ignore_result=True, acks_late=True)
 def study_completed(study_id: int, organization_id: int) -> None:
-    """Fired exactly once per study when it is complete. The AI analysis issue hangs routing here."""
+    """Fired once per study when it is complete; listeners (AI routing) must be idempotent, as a worker
+    crash re-runs the task."""
     with organization_scope(organization_id=organization_id):
         logger.info("study %s of organization %s completed", study_id, organization_id)
+        study_completed_signal.send(sender=None, study_id=study_id, organization_id=organization_id)
 
 
 @shared_task(name="archive.complete_quiet_studies", ignore_result=True)

@@ -1,0 +1,261 @@
+"""One run of one analysis: audit the input, load it, call the model, store the SR and SC, finish.
+
+A run works in short scoped transactions around the slow parts (storage, Triton), never holding a
+row lock while the model thinks. It claims the analysis first (`analysis_claim` gives it an attempt
+number) and stores its result only if that attempt is still the current one, so a duplicate task, or
+a run that outlived its lease, stores nothing: one result per analysis, whatever the retries.
+"""
+
+import hashlib
+import io
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from pydicom import Dataset, dcmread
+
+from inference import services, triton
+from inference.outcome import Outcome
+from inference.profiles import InputRejected, profile_for
+from inference.records import AIService, Analysis
+from inference.result_uids import result_uid
+from inference.sc import build_marked_images
+from inference.sr import ServiceIdentity, build_not_analysable_report, build_report
+from medai.archive.models import Instance, StudyAccess
+from medai.archive.services import ReceiveBatch
+from medai.archive.storage import get_storage
+from medai.dicomweb.dicomjson import dataset_metadata
+from tenants.models import MedicalOrganization
+from tenants.scope import organization_scope
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = (triton.TritonUnavailable, triton.CircuitOpen, triton.ModelNotReady)
+LOAD_THREADS = 8
+
+
+class RetryLater(Exception):
+    """The model could not be reached; the task retries after `countdown` seconds."""
+
+    def __init__(self, countdown: float) -> None:
+        super().__init__(f"retry in {countdown:.1f} s")
+        self.countdown = countdown
+
+
+@dataclass(frozen=True)
+class _Source:
+    instance: Instance
+    header: Dataset
+
+
+def analysis_run(*, analysis_id: int, organization_id: int) -> None:
+    """Run one analysis to its end, or raise RetryLater for a transient failure of the model server."""
+    with organization_scope(organization_id=organization_id):
+        analysis = services.analysis_claim(analysis_id=analysis_id)
+    if analysis is None:
+        logger.info("analysis %s: nothing to do (finished or taken by another run)", analysis_id)
+        return
+    if analysis.attempt > settings.INFERENCE_MAX_ATTEMPTS:
+        _finish_without_result(analysis, Analysis.Status.FAILED, "attempts_exhausted",
+                               "Анализ не выполнен: исчерпаны попытки обработки.")
+        return
+    service = analysis.service
+    profile = profile_for(service.profile)
+    sources = _sources(analysis, service)
+    refusals = profile.audit([s.header for s in sources], service.audit_rules)
+    if refusals:
+        reason = " ".join(r.reason_ru for r in refusals)
+        _finish_without_result(analysis, Analysis.Status.NOT_ANALYSABLE, refusals[0].code, reason)
+        return
+    selected = profile.select([s.header for s in sources])
+    used = [s for s in sources if str(s.header.SOPInstanceUID) in set(selected)]
+    try:
+        datasets = _load(used)
+        prepared = profile.prepare(datasets, service.audit_rules)
+    except InputRejected as refusal:
+        _finish_without_result(analysis, Analysis.Status.NOT_ANALYSABLE, refusal.code, refusal.reason_ru)
+        return
+    try:
+        answers, served_version = _infer(analysis, service, profile, prepared)
+    except TRANSIENT as exc:
+        _retry_or_fail(analysis, exc)
+        return
+    except triton.BadModelAnswer as exc:
+        logger.warning("analysis %s: model %s answered wrongly: %s", analysis.id, service.triton_model, exc)
+        _finish_without_result(analysis, Analysis.Status.FAILED, "bad_model_answer",
+                               "Сервис ИИ вернул ответ неверного формата; исследование передано врачу.")
+        return
+    outcome = profile.interpret(prepared, answers, pathology_threshold=service.pathology_threshold)
+    _store_result(analysis, service, outcome, datasets, served_version)
+    _verify_originals(analysis, used)
+
+
+def refusal_report_write(*, analysis_id: int, organization_id: int) -> None:
+    """The *not analysable* SR of an analysis that ended without a result (not routed, refused, failed)."""
+    with organization_scope(organization_id=organization_id):
+        analysis = Analysis.objects.select_related("service").get(id=analysis_id)
+        if analysis.sr_sop_instance_uid or analysis.status == Analysis.Status.SUCCEEDED:
+            return
+        headers = [s.header for s in _sources(analysis, analysis.service)][:1]
+    report = build_not_analysable_report(
+        sources=headers, reason_ru=analysis.reason, service=_identity(analysis.service),
+        series_instance_uid=result_uid(analysis.id, "sr-series"), sop_instance_uid=result_uid(analysis.id, "sr"),
+        series_number=_series_number(analysis, 0),
+    )
+    with organization_scope(organization_id=organization_id):
+        locked = Analysis.objects.select_for_update().get(id=analysis_id)
+        if locked.sr_sop_instance_uid:
+            return
+        _archive(locked, [report])
+        locked.sr_sop_instance_uid = str(report.SOPInstanceUID)
+        locked.save(update_fields=["sr_sop_instance_uid"])
+
+
+def _sources(analysis: Analysis, service: AIService | None) -> list[_Source]:
+    """The study's instances the service reads (all of them for a not-routed study), as headers from the
+    index, and the read recorded in the study access log."""
+    instances = Instance.objects.filter(study_id=analysis.study_id).select_related("series")
+    if service is not None:
+        instances = instances.filter(series__modality__in=service.modalities)
+    instances = list(instances.order_by("series_id", "instance_number", "id"))
+    StudyAccess.objects.create(
+        organization_id=analysis.organization_id, region_id=analysis.region_id,
+        study_instance_uid=analysis.study.study_instance_uid,
+        subject=f"ai:{service.code}" if service else "ai:routing", role="ai_service", endpoint="inference",
+        path=f"/analyses/{analysis.id}",
+    )
+    return [_Source(instance, _header(instance.metadata)) for instance in instances]
+
+
+def _header(metadata: dict) -> Dataset:
+    """A data set of the index's DICOM JSON, without its bulk data (pixels are loaded only when needed)."""
+    return Dataset.from_json({tag: value for tag, value in metadata.items() if "BulkDataURI" not in value})
+
+
+def _load(sources: list[_Source]) -> list[Dataset]:
+    """Read the objects in parallel (a CT is hundreds of them) and check each against its sha256."""
+    storage = get_storage()
+
+    def read(source: _Source) -> Dataset:
+        data = storage.read(source.instance.storage_key)
+        if hashlib.sha256(data).hexdigest() != source.instance.sha256:
+            raise InputRejected(code="source_changed", reason_ru="Исходный объект в архиве повреждён.")
+        return dcmread(io.BytesIO(data))
+
+    with ThreadPoolExecutor(min(LOAD_THREADS, max(1, len(sources)))) as pool:
+        return list(pool.map(read))
+
+
+def _infer(analysis: Analysis, service: AIService, profile, prepared) -> tuple[list[dict], str]:
+    answers, version = [], service.triton_model_version
+    for number, inputs in enumerate(profile.requests(prepared)):
+        answer = triton.infer(
+            service.triton_model, inputs, profile.OUTPUTS, version=service.triton_model_version,
+            priority=1 if analysis.urgent else 0, request_id=f"analysis-{analysis.id}-{number}",
+        )
+        answers.append(answer.outputs)
+        version = answer.model_version or version
+    return answers, version
+
+
+def _retry_or_fail(analysis: Analysis, exc: Exception) -> None:
+    """Raise RetryLater while attempts are left, else fail the analysis for good."""
+    if analysis.attempt < settings.INFERENCE_MAX_ATTEMPTS:
+        with organization_scope(organization_id=analysis.organization_id):
+            released = services.analysis_release_for_retry(analysis_id=analysis.id, attempt=analysis.attempt)
+        if released:
+            logger.warning("analysis %s: %s; retrying (attempt %s)", analysis.id, type(exc).__name__, analysis.attempt)
+            raise RetryLater(settings.TRITON_RETRY_BACKOFF_SECONDS * 4 ** analysis.attempt) from exc
+        return
+    _finish_without_result(analysis, Analysis.Status.FAILED, "model_unavailable",
+                           "Сервис ИИ недоступен; исследование передано врачу без анализа ИИ.")
+
+
+def _finish_without_result(analysis: Analysis, status: str, code: str, reason: str) -> None:
+    """End the analysis with a reason; its *not analysable* SR is written by a task after commit."""
+    from inference.tasks import write_refusal_report
+
+    with organization_scope(organization_id=analysis.organization_id):
+        locked = services.analysis_lock_for_result(analysis_id=analysis.id, attempt=analysis.attempt)
+        if locked is None:
+            return
+        services.analysis_finish(analysis=locked, status=status, reason=reason, code=code)
+        transaction.on_commit(lambda: write_refusal_report.delay(locked.id, locked.organization_id))
+    logger.info("analysis %s ended %s (%s)", analysis.id, status, code)
+
+
+def _store_result(analysis: Analysis, service: AIService, outcome: Outcome, datasets: list[Dataset],
+                  served_version: str) -> None:
+    autonomous = not outcome.pathology and _autonomous(analysis, service, outcome)
+    identity = _identity(service, served_version)
+    report = build_report(
+        sources=datasets, outcome=outcome, service=identity, series_instance_uid=result_uid(analysis.id, "sr-series"),
+        sop_instance_uid=result_uid(analysis.id, "sr"), series_number=_series_number(analysis, 0),
+        autonomous=autonomous,
+    )
+    key_images = outcome.key_images or [str(datasets[0].SOPInstanceUID)]
+    marked = build_marked_images(
+        sources=datasets, outcome=outcome, service=identity, series_instance_uid=result_uid(analysis.id, "sc-series"),
+        sop_instance_uids=[result_uid(analysis.id, f"sc/{i}") for i in range(len(key_images))],
+        series_number=_series_number(analysis, 1),
+    )
+    with organization_scope(organization_id=analysis.organization_id):
+        locked = services.analysis_lock_for_result(analysis_id=analysis.id, attempt=analysis.attempt)
+        if locked is None:
+            logger.info("analysis %s: attempt %s lost the analysis; result dropped", analysis.id, analysis.attempt)
+            return
+        _archive(locked, [report, *marked])
+        services.analysis_finish(
+            analysis=locked, status=Analysis.Status.SUCCEEDED, probability=outcome.probability,
+            pathology=outcome.pathology, ai_urgent=outcome.urgent, category=outcome.category,
+            outcome=outcome.as_json(), autonomous=autonomous, model_version=served_version,
+            sr_sop_instance_uid=str(report.SOPInstanceUID), sc_series_instance_uid=str(marked[0].SeriesInstanceUID),
+        )
+    logger.info("analysis %s succeeded (probability %.3f)", analysis.id, outcome.probability)
+
+
+def _autonomous(analysis: Analysis, service: AIService, outcome: Outcome) -> bool:
+    with organization_scope(organization_id=analysis.organization_id):
+        return services.autonomous_normal(
+            service=service, organization_id=analysis.organization_id, probability=outcome.probability
+        )
+
+
+def _archive(analysis: Analysis, datasets: list[Dataset]) -> None:
+    """Store result objects in the study, through the archive's all-or-nothing batch."""
+    organization = MedicalOrganization.objects.get(id=analysis.organization_id)
+    with ReceiveBatch(organization=organization) as batch:
+        for dataset in datasets:
+            buffer = io.BytesIO()
+            dataset.save_as(buffer, enforce_file_format=True)
+            data = buffer.getvalue()
+            batch.store(
+                dataset=dataset, fileobj=io.BytesIO(data), size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                metadata=dataset_metadata(dataset, has_pixel_data="PixelData" in dataset),
+            )
+
+
+def _verify_originals(analysis: Analysis, used: list[_Source]) -> None:
+    """Technological check after every run: the analysed originals are byte for byte what was received."""
+    storage = get_storage()
+    unchanged = all(
+        hashlib.sha256(storage.read(s.instance.storage_key)).hexdigest() == s.instance.sha256 for s in used
+    )
+    with organization_scope(organization_id=analysis.organization_id):
+        Analysis.objects.filter(id=analysis.id).update(originals_verified=unchanged)
+    if not unchanged:
+        logger.error("analysis %s: an original instance changed in storage", analysis.id)
+
+
+def _identity(service: AIService | None, served_version: str = "") -> ServiceIdentity | None:
+    if service is None:
+        return None
+    return ServiceIdentity(vendor=service.vendor, name=service.name, version=service.version,
+                           model_name=service.triton_model, model_version=served_version)
+
+
+def _series_number(analysis: Analysis, offset: int) -> int:
+    """Result series numbered 9000 + 2 x service (+1 for the SC), clear of a modality's own series."""
+    return 9000 + 2 * (analysis.service_id or 0) + offset
