@@ -195,10 +195,10 @@ def _store_result(analysis: Analysis, service: AIService, outcome: Outcome, data
         sop_instance_uid=result_uid(analysis.id, "sr"), series_number=_series_number(analysis, 0),
         autonomous=autonomous,
     )
-    key_images = outcome.key_images or [str(datasets[0].SOPInstanceUID)]
+    shown = len(outcome.key_images) or len(datasets)  # at most this many images; extra UIDs go unused
     marked = build_marked_images(
         sources=datasets, outcome=outcome, service=identity, series_instance_uid=result_uid(analysis.id, "sc-series"),
-        sop_instance_uids=[result_uid(analysis.id, f"sc/{i}") for i in range(len(key_images))],
+        sop_instance_uids=[result_uid(analysis.id, f"sc/{i}") for i in range(shown)],
         series_number=_series_number(analysis, 1),
     )
     with organization_scope(organization_id=analysis.organization_id):

@@ -4,7 +4,9 @@ from rest_framework import serializers
 
 from inference.records import AIService, Analysis, WorklistEntry
 from inference.result_uids import result_uid
+from medai.accounts.principal import Scope
 from tenants.models import MedicalOrganization, Region
+from tenants.selectors import organizations_visible, regions_visible
 
 
 class AIServiceSerializer(serializers.ModelSerializer):
@@ -22,6 +24,20 @@ class AIServiceSerializer(serializers.ModelSerializer):
         model = AIService
         exclude = ["id"]
         read_only_fields = ["created_at", "updated_at"]
+
+    def to_representation(self, service: AIService) -> dict:
+        """Which other tenants use a service is theirs to know: below the nation, only the caller's own
+        region and organizations are listed."""
+        data = super().to_representation(service)
+        request = self.context.get("request")
+        principal = getattr(request, "auth", None)
+        if principal is not None and principal.scope is not Scope.NATIONAL:
+            mine = set(organizations_visible(principal=principal).values_list("oms_code", flat=True))
+            region_codes = set(regions_visible(principal=principal).values_list("code", flat=True))
+            data["enabled_regions"] = [code for code in data["enabled_regions"] if code in region_codes]
+            for field in ("enabled_organizations", "autonomous_organizations"):
+                data[field] = [code for code in data[field] if code in mine]
+        return data
 
     def validate(self, attrs: dict) -> dict:
         from inference.profiles import PROFILES

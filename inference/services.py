@@ -12,10 +12,13 @@ from django.utils import timezone
 
 from inference.records import AIService, Analysis, WorklistEntry
 from inference.routing import not_routed_reason, routes_for, study_is_urgent
+from inference.webhooks import webhook_enqueue
 from medai.accounts.principal import Principal
 from medai.archive.models import Study
 
 logger = logging.getLogger(__name__)
+
+RESULT_EVENT = "analysis.finished"
 
 
 def study_route(*, study_id: int) -> list[Analysis]:
@@ -38,6 +41,7 @@ def study_route(*, study_id: int) -> list[Analysis]:
             reason=not_routed_reason(study), urgent=urgent, finished_at=now,
         )
         worklist_refresh(study_id=study.id)
+        webhook_enqueue(analysis=analysis, event=RESULT_EVENT, payload=_result_event(analysis))
         transaction.on_commit(lambda: write_refusal_report.delay(analysis.id, analysis.organization_id))
         logger.info("study %s routed to no service", study.id)
         return [analysis]
@@ -103,7 +107,26 @@ def analysis_finish(*, analysis: Analysis, status: str, reason: str = "", code: 
         setattr(analysis, field, value)
     analysis.save()
     worklist_refresh(study_id=analysis.study_id)
+    webhook_enqueue(analysis=analysis, event=RESULT_EVENT, payload=_result_event(analysis))
     return analysis
+
+
+def _result_event(analysis: Analysis) -> dict:
+    """What the RIS hears: ids, outcome and where to read the result; never patient data."""
+    study_uid = analysis.study.study_instance_uid
+    return {
+        "analysis_id": analysis.id,
+        "study_instance_uid": study_uid,
+        "service": analysis.service.code if analysis.service else None,
+        "status": analysis.status,
+        "reason_code": analysis.reason_code,
+        "probability": analysis.probability,
+        "pathology": analysis.pathology,
+        "category": analysis.category,
+        "autonomous": analysis.autonomous,
+        "late": analysis.late,
+        "results": f"/api/v1/studies/{study_uid}/results",
+    }
 
 
 def autonomous_normal(*, service: AIService, organization_id: int, probability: float) -> bool:

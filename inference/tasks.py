@@ -9,6 +9,7 @@ from django.utils import timezone
 from inference import pipeline
 from inference.records import Analysis
 from inference.scheduling import analyses_dispatch
+from inference.webhooks import deliver_webhook  # noqa: F401 - registers the task with the workers
 from tenants.scope import dangerously_unscoped
 
 logger = logging.getLogger(__name__)

@@ -181,6 +181,8 @@ def _post(delivery: WebhookDelivery) -> _Attempt:
                 "POST", delivery.endpoint.url, body=body, headers=headers, preload_content=False,
                 timeout=urllib3.Timeout(connect=seconds, read=seconds), retries=False, redirect=False,
             )
+        except urllib3.exceptions.NewConnectionError as exc:  # before TimeoutError: urllib3 makes it a subclass
+            return _Attempt(None, f"connection failed ({type(exc).__name__})")
         except urllib3.exceptions.TimeoutError:
             return _Attempt(None, f"timeout after {seconds:g} s")
         except urllib3.exceptions.HTTPError as exc:

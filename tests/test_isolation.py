@@ -3,10 +3,14 @@ organization of another region, and an anonymous caller. Outsiders get 401, 403 
 empty list; never a byte of the tenant's data. A new URL must be added here, or this test fails.
 """
 
+import re
+
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from inference.records import AIService
+from inference.services import study_route
 from medai.accounts.models import Role
 from medai.archive.models import Study
 from medai.archive.services import ReceiveBatch
@@ -37,6 +41,12 @@ def tenant(tenant_factory, use_storage):
         store_all(batch, series)
     ds = series[0]
     study, series_uid, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+    service = AIService.objects.create(
+        code=f"only-{organization.oms_code}", vendor="V", name="N", version="1", study_kind="chest_ct",
+        profile="chest_ct", triton_model="ct_lung_lesions", modalities=["MR"], pathology_threshold=0.5,
+    )
+    service.enabled_organizations.add(organization)
+    study_route(study_id=Study.objects.get(organization=organization).id)  # a worklist entry and an analysis
     instance = f"dicomweb/studies/{study}/series/{series_uid}/instances/{sop}"
     org = organization.id
     region = organization.region_id
@@ -77,13 +87,20 @@ def tenant(tenant_factory, use_storage):
         "api/v1/organizations/<pk>/activate": ("post", f"api/v1/organizations/{org}/activate"),
         "api/v1/organizations/<pk>/sender-check": ("post", f"api/v1/organizations/{org}/sender-check"),
         "api/v1/organizations/<pk>/users": ("get", f"api/v1/organizations/{org}/users"),
+        "api/v1/ai-services": ("get", "api/v1/ai-services"),
+        "api/v1/ai-services/<code>": ("get", f"api/v1/ai-services/{service.code}"),
+        "api/v1/studies/<str:study_uid>/results": ("get", f"api/v1/studies/{study}/results"),
+        "api/v1/worklist": ("get", "api/v1/worklist"),
+        "api/v1/worklist/<str:study_uid>/claim": ("post", f"api/v1/worklist/{study}/claim"),
+        "api/v1/worklist/<str:study_uid>/complete": ("post", f"api/v1/worklist/{study}/complete"),
+        "api/v1/webhook": ("get", "api/v1/webhook"),
     }
     return organization, study, paths
 
 
 def test_every_route_is_covered(tenant):
     _, _, paths = tenant
-    routes = {r.replace("(?P<pk>[^/.]+)", "<pk>").replace("^", "").replace("$", "") for r in all_routes()}
+    routes = {re.sub(r"\(\?P<(\w+)>\[\^/\.\]\+\)", r"<\1>", r).replace("^", "").replace("$", "") for r in all_routes()}
     uncovered = sorted(r for r in routes if r not in paths and r not in PUBLIC and not r.startswith("admin/"))
     assert uncovered == []
 
