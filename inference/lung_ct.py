@@ -7,6 +7,8 @@ Classical image analysis with numpy alone, so it runs unchanged inside Triton's 
    side is closed on its own, so the mediastinum is never bridged.
 3. Inside the envelopes, ground glass is -700 <= HU < -300 and consolidation -300 <= HU < 60.
 4. Affected share = lesions / envelope; severity on the Moscow CT-0..CT-4 scale.
+5. Per lung, the key slice is the one where its lesions are largest, with their bounding box there:
+   what the result's marked images show.
 """
 
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ class LungFindings:
     lung_ml: tuple[float, float]  # patient's right, left
     ground_glass_ml: tuple[float, float]
     consolidation_ml: tuple[float, float]
+    key_slice: tuple[int, int] = (-1, -1)  # per lung, the slice with the most lesion; -1 without lesions
+    lesion_box: tuple[tuple[int, int, int, int], ...] = ((-1, -1, -1, -1),) * 2  # rows and columns on it
 
     @property
     def affected_share(self) -> float:
@@ -63,8 +67,25 @@ def analyse(hu: np.ndarray, spacing_mm: tuple[float, float, float], closing_mm: 
     envelope &= inside
     ground_glass = envelope & (hu >= GROUND_GLASS_HU[0]) & (hu < GROUND_GLASS_HU[1])
     consolidation = envelope & (hu >= CONSOLIDATION_HU[0]) & (hu < CONSOLIDATION_HU[1])
+    key_slices, boxes = zip(*(_key_slice(ground_glass | consolidation, side, offset)
+                              for side, offset in zip(sides, (0, midline), strict=True)), strict=True)
     return LungFindings(
         lung_ml=tuple(float(envelope[s].sum()) * voxel_ml for s in sides),
         ground_glass_ml=tuple(float(ground_glass[s].sum()) * voxel_ml for s in sides),
         consolidation_ml=tuple(float(consolidation[s].sum()) * voxel_ml for s in sides),
+        key_slice=key_slices,
+        lesion_box=boxes,
     )
+
+
+def _key_slice(lesion: np.ndarray, side, column_offset: int) -> tuple[int, tuple[int, int, int, int]]:
+    """The slice where one lung's lesions are largest, and their box there (first row, first column,
+    last row + 1, last column + 1, in the whole image's columns)."""
+    lesion = lesion[side]
+    per_slice = lesion.sum(axis=(1, 2))
+    if not per_slice.any():
+        return -1, (-1, -1, -1, -1)
+    key = int(per_slice.argmax())
+    rows, columns = np.nonzero(lesion[key])
+    return key, (int(rows.min()), int(columns.min()) + column_offset, int(rows.max()) + 1,
+                 int(columns.max()) + 1 + column_offset)

@@ -23,10 +23,10 @@ from inference.records import AIService, Analysis
 from inference.result_uids import result_uid
 from inference.sc import build_marked_images
 from inference.sr import ServiceIdentity, build_not_analysable_report, build_report
+from medai.archive.dicomfile import read_received
 from medai.archive.models import Instance, StudyAccess
 from medai.archive.services import ReceiveBatch
 from medai.archive.storage import get_storage
-from medai.dicomweb.dicomjson import dataset_metadata
 from tenants.models import MedicalOrganization
 from tenants.scope import organization_scope
 
@@ -61,15 +61,29 @@ def analysis_run(*, analysis_id: int, organization_id: int) -> None:
         _finish_without_result(analysis, Analysis.Status.FAILED, "attempts_exhausted",
                                "Анализ не выполнен: исчерпаны попытки обработки.")
         return
+    try:
+        _run_claimed(analysis)
+    except RetryLater:
+        raise
+    except Exception:
+        # A defect of the platform, not of the study: fail now with a reason rather than leave the study
+        # waiting for the lease to run out, and keep the traceback (ids only) for the operator.
+        logger.exception("analysis %s: unexpected error", analysis.id)
+        _finish_without_result(analysis, Analysis.Status.FAILED, "internal_error",
+                               "Внутренняя ошибка платформы при анализе; исследование передано врачу.")
+
+
+def _run_claimed(analysis: Analysis) -> None:
     service = analysis.service
     profile = profile_for(service.profile)
-    sources = _sources(analysis, service)
+    with organization_scope(organization_id=analysis.organization_id):
+        sources = _sources(analysis, service)
     refusals = profile.audit([s.header for s in sources], service.audit_rules)
     if refusals:
         reason = " ".join(r.reason_ru for r in refusals)
         _finish_without_result(analysis, Analysis.Status.NOT_ANALYSABLE, refusals[0].code, reason)
         return
-    selected = profile.select([s.header for s in sources])
+    selected = profile.select([s.header for s in sources], service.audit_rules)
     used = [s for s in sources if str(s.header.SOPInstanceUID) in set(selected)]
     try:
         datasets = _load(used)
@@ -88,8 +102,7 @@ def analysis_run(*, analysis_id: int, organization_id: int) -> None:
                                "Сервис ИИ вернул ответ неверного формата; исследование передано врачу.")
         return
     outcome = profile.interpret(prepared, answers, pathology_threshold=service.pathology_threshold)
-    _store_result(analysis, service, outcome, datasets, served_version)
-    _verify_originals(analysis, used)
+    _store_result(analysis, service, outcome, datasets, served_version, used)
 
 
 def refusal_report_write(*, analysis_id: int, organization_id: int) -> None:
@@ -145,7 +158,7 @@ def _load(sources: list[_Source]) -> list[Dataset]:
         return dcmread(io.BytesIO(data))
 
     with ThreadPoolExecutor(min(LOAD_THREADS, max(1, len(sources)))) as pool:
-        return list(pool.map(read))
+        return list(pool.map(read, sources))
 
 
 def _infer(analysis: Analysis, service: AIService, profile, prepared) -> tuple[list[dict], str]:
@@ -187,7 +200,7 @@ def _finish_without_result(analysis: Analysis, status: str, code: str, reason: s
 
 
 def _store_result(analysis: Analysis, service: AIService, outcome: Outcome, datasets: list[Dataset],
-                  served_version: str) -> None:
+                  served_version: str, used: list[_Source]) -> None:
     autonomous = not outcome.pathology and _autonomous(analysis, service, outcome)
     identity = _identity(service, served_version)
     report = build_report(
@@ -207,11 +220,13 @@ def _store_result(analysis: Analysis, service: AIService, outcome: Outcome, data
             logger.info("analysis %s: attempt %s lost the analysis; result dropped", analysis.id, analysis.attempt)
             return
         _archive(locked, [report, *marked])
+        unchanged = _originals_unchanged(analysis, used)
         services.analysis_finish(
             analysis=locked, status=Analysis.Status.SUCCEEDED, probability=outcome.probability,
             pathology=outcome.pathology, ai_urgent=outcome.urgent, category=outcome.category,
             outcome=outcome.as_json(), autonomous=autonomous, model_version=served_version,
             sr_sop_instance_uid=str(report.SOPInstanceUID), sc_series_instance_uid=str(marked[0].SeriesInstanceUID),
+            originals_verified=unchanged,
         )
     logger.info("analysis %s succeeded (probability %.3f)", analysis.id, outcome.probability)
 
@@ -224,29 +239,29 @@ def _autonomous(analysis: Analysis, service: AIService, outcome: Outcome) -> boo
 
 
 def _archive(analysis: Analysis, datasets: list[Dataset]) -> None:
-    """Store result objects in the study, through the archive's all-or-nothing batch."""
+    """Store result objects in the study through the archive's all-or-nothing batch, read back from their
+    bytes exactly as STOW reads what a clinic sends."""
     organization = MedicalOrganization.objects.get(id=analysis.organization_id)
     with ReceiveBatch(organization=organization) as batch:
         for dataset in datasets:
             buffer = io.BytesIO()
             dataset.save_as(buffer, enforce_file_format=True)
             data = buffer.getvalue()
-            batch.store(
-                dataset=dataset, fileobj=io.BytesIO(data), size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                metadata=dataset_metadata(dataset, has_pixel_data="PixelData" in dataset),
-            )
+            received = read_received(io.BytesIO(data), len(data))
+            batch.store(dataset=received.dataset, fileobj=io.BytesIO(data), size=len(data),
+                        sha256=hashlib.sha256(data).hexdigest(), metadata=received.metadata)
 
 
-def _verify_originals(analysis: Analysis, used: list[_Source]) -> None:
-    """Technological check after every run: the analysed originals are byte for byte what was received."""
+def _originals_unchanged(analysis: Analysis, used: list[_Source]) -> bool:
+    """Technological check of every run, once its results are written: the analysed originals are still
+    byte for byte what the clinic sent."""
     storage = get_storage()
     unchanged = all(
         hashlib.sha256(storage.read(s.instance.storage_key)).hexdigest() == s.instance.sha256 for s in used
     )
-    with organization_scope(organization_id=analysis.organization_id):
-        Analysis.objects.filter(id=analysis.id).update(originals_verified=unchanged)
     if not unchanged:
         logger.error("analysis %s: an original instance changed in storage", analysis.id)
+    return unchanged
 
 
 def _identity(service: AIService | None, served_version: str = "") -> ServiceIdentity | None:

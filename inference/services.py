@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 RESULT_EVENT = "analysis.finished"
 
 
+@transaction.atomic
 def study_route(*, study_id: int) -> list[Analysis]:
     """Create the study's worklist entry and one analysis per matching service, or one *not routed*
     analysis with its reason. Idempotent: a study already routed is left as it is."""
@@ -63,7 +64,8 @@ def analysis_claim(*, analysis_id: int) -> Analysis | None:
     from django.conf import settings
 
     now = timezone.now()
-    analysis = Analysis.objects.select_for_update().select_related("service", "study").filter(id=analysis_id).first()
+    locked = Analysis.objects.select_for_update(of=("self",)).select_related("service", "study")
+    analysis = locked.filter(id=analysis_id).first()
     if analysis is None or analysis.status in Analysis.FINAL or analysis.status == Analysis.Status.QUEUED:
         return None
     if analysis.status == Analysis.Status.RUNNING and analysis.lease_until and analysis.lease_until > now:
@@ -78,7 +80,7 @@ def analysis_claim(*, analysis_id: int) -> Analysis | None:
 
 def analysis_lock_for_result(*, analysis_id: int, attempt: int) -> Analysis | None:
     """Lock the analysis to store this run's result; None if the run lost it (a newer attempt, or done)."""
-    analysis = Analysis.objects.select_for_update().select_related("service").get(id=analysis_id)
+    analysis = Analysis.objects.select_for_update(of=("self",)).select_related("service", "study").get(id=analysis_id)
     if analysis.status != Analysis.Status.RUNNING or analysis.attempt != attempt:
         return None
     return analysis
@@ -140,6 +142,7 @@ def autonomous_normal(*, service: AIService, organization_id: int, probability: 
     )
 
 
+@transaction.atomic
 def worklist_refresh(*, study_id: int) -> WorklistEntry | None:
     """Re-rank a study from its analyses. When every analysis is done, it is ready for a radiologist, or
     closed by AI if every one succeeded, none found pathology and at least one was an autonomous normal."""
@@ -168,6 +171,7 @@ class WorklistConflict(Exception):
     """The study is not in a state that allows this (claimed by someone else, or already reported)."""
 
 
+@transaction.atomic
 def worklist_claim(*, entry: WorklistEntry, principal: Principal) -> WorklistEntry:
     """A radiologist takes a study; taking one's own again is harmless, taking another's is a conflict."""
     entry = WorklistEntry.objects.select_for_update().get(id=entry.id)
@@ -182,6 +186,7 @@ def worklist_claim(*, entry: WorklistEntry, principal: Principal) -> WorklistEnt
     return entry
 
 
+@transaction.atomic
 def worklist_complete(*, entry: WorklistEntry, principal: Principal) -> WorklistEntry:
     """The radiologist who claimed a study reports it; it leaves the worklist."""
     entry = WorklistEntry.objects.select_for_update().get(id=entry.id)

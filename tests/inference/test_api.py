@@ -26,7 +26,8 @@ def test_only_the_operator_registers_services(api_client_for, tenant_factory):
     assert clinic.patch("/api/v1/ai-services/vendor-cxr", {"stage": "autonomous"}, format="json").status_code == 403
 
 
-def test_a_service_is_refused_with_an_unknown_profile_or_thresholds_upside_down(api_client_for):
+def test_a_service_is_refused_with_an_unknown_profile_or_thresholds_upside_down(api_client_for, tenant_factory):
+    tenant_factory()  # region RU-MOW
     admin = api_client_for(Role.PLATFORM_ADMIN)
     unknown = admin.post("/api/v1/ai-services", {**NEW_SERVICE, "profile": "knee_mri"}, format="json")
     assert unknown.status_code == 400 and "profile" in unknown.json()

@@ -19,5 +19,7 @@ class TritonPythonModel:
                 pb_utils.Tensor("CONSOLIDATION_ML", np.array(findings.consolidation_ml, dtype=np.float32)),
                 pb_utils.Tensor("AFFECTED_SHARE", np.array([findings.affected_share], dtype=np.float32)),
                 pb_utils.Tensor("SEVERITY", np.array([findings.severity], dtype=np.int32)),
+                pb_utils.Tensor("KEY_SLICE", np.array(findings.key_slice, dtype=np.int32)),
+                pb_utils.Tensor("LESION_BOX", np.array(findings.lesion_box, dtype=np.int32)),
             ]))
         return responses

@@ -1,0 +1,225 @@
+"""Benchmark: AI analysis end to end, per modality, and the platform's overhead over Triton itself.
+
+In one run, on one machine: embedded PostgreSQL and Redis, objects as local files, the real Triton
+with the reference models, and a Celery worker (prefork) as `medai up` runs it. Studies are phantoms
+(inference/phantoms.py) stored straight into the archive, then completed one at a time:
+
+1. **Latency** per modality: from `study_complete` (what the quiet timer or the API calls) to the
+   analysis row finished with its SR and SC stored (`finished_at`): p50 / p95. The path measured is
+   the whole platform: completion task, routing, fair dispatch, the run (audit, load from storage with
+   sha256 checks, preprocessing, Triton, SR and SC built and stored), two broker hops.
+2. **Model time**: the same inputs (the profile's prepared tensors of the same studies) sent straight to
+   Triton with tritonclient, in the same run: p50. Overhead = (end-to-end p50 - model p50) / model p50.
+3. **Throughput**: a burst of studies completed at once; studies per minute from the first completion
+   to the last result.
+
+Targets: chest CT overhead <= 15 % of model time at p50; chest radiograph end to end p95 <= 2 s.
+--quick shrinks the counts for a smoke run.
+
+Run: .venv/bin/python bench/inference.py [--quick] [--keep]
+"""
+
+import argparse
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT / "platform"))
+
+from medai.runtime import services  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Sizes:
+    latency_studies: int
+    burst_studies: int
+    ct_slices: int
+    ct_size: int
+    xray_size: int
+    mg_size: int
+
+
+FULL = Sizes(latency_studies=20, burst_studies=20, ct_slices=120, ct_size=256, xray_size=1024, mg_size=1024)
+QUICK = Sizes(latency_studies=4, burst_studies=4, ct_slices=40, ct_size=128, xray_size=512, mg_size=256)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def phantom(kind: str, sizes: Sizes, seed: int):
+    from inference.phantoms import chest_ct, chest_radiograph, mammography_study
+
+    if kind == "chest_xray":
+        return [chest_radiograph(lesions=seed % 3, size=sizes.xray_size, seed=seed)[0]]
+    if kind == "chest_ct":
+        return chest_ct(affected_share=0.1 * (seed % 5), slices=sizes.ct_slices, size=sizes.ct_size, seed=seed)[0]
+    return mammography_study(density="BCD"[seed % 3], masses=seed % 2, size=sizes.mg_size, seed=seed)[0]
+
+
+def start_platform(home: Path, cleanup: contextlib.ExitStack) -> dict[str, str]:
+    postgres = services.start_postgres(home / "pg")
+    cleanup.callback(postgres.stop)
+    redis = services.start_redis(home / "redis" / "redis.db")
+    cleanup.callback(redis.stop)
+    from inference.triton import MODEL_REPOSITORY
+
+    triton = services.start_triton(MODEL_REPOSITORY, home / "triton")
+    cleanup.callback(triton.stop)
+    env = {"DATABASE_URL": postgres.url, "CELERY_BROKER_URL": redis.url, "MEDAI_HOME": str(home),
+           "DJANGO_SETTINGS_MODULE": "medai.settings", "S3_ENDPOINT_URL": "", "TRITON_URL": triton.url,
+           "LOG_LEVEL": "WARNING"}
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    worker_log = (home / "celery.log").open("ab")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "medai", "worker", "--pool", "prefork", "--concurrency", "2",
+         "--loglevel", "WARNING"], cwd=ROOT / "platform", env=dict(os.environ, **env), stdout=worker_log,
+        stderr=subprocess.STDOUT,
+    )
+    cleanup.callback(services.terminate, worker)
+    return env
+
+
+def store(organization, datasets):
+    import hashlib
+    import io
+
+    from medai.archive.dicomfile import read_received
+    from medai.archive.models import Study
+    from medai.archive.services import ReceiveBatch
+    from medai.archive.synthetic import to_bytes
+
+    with ReceiveBatch(organization=organization) as batch:
+        for dataset in datasets:
+            raw = to_bytes(dataset)
+            received = read_received(io.BytesIO(raw), len(raw))
+            batch.store(dataset=received.dataset, fileobj=io.BytesIO(raw), size=len(raw),
+                        sha256=hashlib.sha256(raw).hexdigest(), metadata=received.metadata)
+    return Study.objects.get(organization=organization, study_instance_uid=str(datasets[0].StudyInstanceUID))
+
+
+def complete_and_wait(studies, timeout: float = 600.0) -> list[float]:
+    """Complete the studies now; the seconds from completion to each one's analysis being finished."""
+    from django.utils import timezone
+
+    from inference.records import Analysis
+    from medai.archive.services import study_complete
+
+    started = {}
+    for study in studies:
+        started[study.id] = timezone.now()
+        study_complete(study=study)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = list(Analysis.objects.filter(study_id__in=started).values_list("study_id", "status", "finished_at",
+                                                                              "reason"))
+        done = [r for r in rows if r[2] is not None]
+        if len(done) == len(started):
+            failed = [r for r in done if r[1] != Analysis.Status.SUCCEEDED]
+            if failed:
+                raise SystemExit(f"analyses did not succeed: {failed[:3]}")
+            return [(finished - started[study_id]).total_seconds() for study_id, _, finished, _ in done]
+        time.sleep(0.02)
+    raise SystemExit("timed out waiting for results")
+
+
+def model_seconds(service, datasets, rounds: int = 3) -> float:
+    """Triton alone on the prepared inputs of this study: the best of a few calls (no queueing)."""
+    from inference import triton
+    from inference.profiles import profile_for
+
+    profile = profile_for(service.profile)
+    headers = datasets
+    selected = set(profile.select(headers, service.audit_rules))
+    prepared = profile.prepare([d for d in datasets if str(d.SOPInstanceUID) in selected], service.audit_rules)
+    best = float("inf")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        for inputs in profile.requests(prepared):
+            triton.infer(service.triton_model, inputs, profile.OUTPUTS)
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def bench_kind(kind: str, service, organization, sizes: Sizes) -> dict:
+    log(f"{kind}: {sizes.latency_studies} studies one at a time")
+    latencies, models = [], []
+    for seed in range(sizes.latency_studies + 1):
+        datasets = phantom(kind, sizes, seed)
+        study = store(organization, datasets)
+        seconds = complete_and_wait([study])[0]
+        if seed:  # the first warms the worker and Triton's model instance
+            latencies.append(seconds)
+            models.append(model_seconds(service, datasets))
+    log(f"{kind}: a burst of {sizes.burst_studies} studies")
+    burst = [store(organization, phantom(kind, sizes, 1000 + seed)) for seed in range(sizes.burst_studies)]
+    began = time.monotonic()
+    complete_and_wait(burst)
+    per_minute = len(burst) / (time.monotonic() - began) * 60
+    e2e_p50, model_p50 = statistics.median(latencies), statistics.median(models)
+    return {"kind": kind, "p50": e2e_p50, "p95": percentile(latencies, 95), "model_p50": model_p50,
+            "overhead": (e2e_p50 - model_p50) / model_p50, "per_minute": per_minute}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few and small studies, for a smoke run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) at the end")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    home = Path(tempfile.mkdtemp(prefix="medai-bench-inference-"))
+    log(f"working in {home}")
+    load_at_start = os.getloadavg()
+    with contextlib.ExitStack() as cleanup:
+        if not args.keep:
+            cleanup.callback(shutil.rmtree, home, ignore_errors=True)
+        start_platform(home, cleanup)
+        from django.db import connections
+
+        from inference.demo import reference_services_load
+        from tenants.services import organization_ensure, region_ensure
+
+        cleanup.callback(connections.close_all)
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SET medai.scope = 'national'")  # this process plays every clinic
+        region = region_ensure(code="RU-MOW", name="Москва")
+        organization = organization_ensure(region=region, oms_code="770001", name="Bench clinic")
+        services_by_kind = {s.study_kind: s for s in reference_services_load()}
+        rows = [bench_kind(kind, services_by_kind[kind], organization, sizes)
+                for kind in ("chest_xray", "chest_ct", "mammography")]
+    print(f"\n{'study kind':<12} {'e2e p50 s':>10} {'e2e p95 s':>10} {'model p50 s':>12} {'overhead':>9} "
+          f"{'studies/min':>12}")
+    for row in rows:
+        print(f"{row['kind']:<12} {row['p50']:>10.3f} {row['p95']:>10.3f} {row['model_p50']:>12.3f} "
+              f"{row['overhead']:>8.1%} {row['per_minute']:>12.1f}")
+    xray = next(r for r in rows if r["kind"] == "chest_xray")
+    ct = next(r for r in rows if r["kind"] == "chest_ct")
+    ct_verdict = "PASS" if ct["overhead"] <= 0.15 else "FAIL"
+    print(f"\nTargets: chest CT overhead {ct['overhead']:.1%} (<= 15 %: {ct_verdict});"
+          f" chest radiograph e2e p95 {xray['p95']:.2f} s (<= 2 s: {'PASS' if xray['p95'] <= 2 else 'FAIL'}).")
+    print(f"Sizes: radiograph {sizes.xray_size} px, CT {sizes.ct_slices} x {sizes.ct_size}^2, mammogram "
+          f"4 x {sizes.mg_size} px. {os.cpu_count()} CPUs; load average {load_at_start[0]:.2f} at the start, "
+          f"{os.getloadavg()[0]:.2f} at the end.")
+
+
+if __name__ == "__main__":
+    main()

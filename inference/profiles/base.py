@@ -1,0 +1,115 @@
+"""What every profile shares: refusals, the profile's interface, pixel decoding, Russian number format.
+
+A profile knows one kind of study: which instances a model may see (the audit, on headers only, so a
+wrong study is refused before its pixels are fetched), how pixels become the model's tensors, and how
+the model's tensors become an Outcome a clinic reads."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.pixels import apply_modality_lut
+
+from inference.outcome import Outcome
+from inference.triton import OutputSpec
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a study cannot be analysed: a stable code, and a reason a clinic reads, in Russian."""
+
+    code: str
+    reason_ru: str
+
+
+class InputRejected(Exception):
+    """The study passed the header audit but its pixels cannot be used."""
+
+    def __init__(self, code: str, reason_ru: str) -> None:
+        super().__init__(code)
+        self.code, self.reason_ru = code, reason_ru
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The tensors' source images, in the order their SOP Instance UIDs are listed (to map marks back)."""
+
+    sop_instance_uids: list[str]
+
+
+class Profile(ABC):
+    """One kind of study. `rules` given to the methods override `DEFAULT_RULES` key by key."""
+
+    name: str
+    model: str
+    OUTPUTS: dict[str, OutputSpec]
+    DEFAULT_RULES: dict
+
+    def rules(self, rules: dict | None) -> dict:
+        return {**self.DEFAULT_RULES, **(rules or {})}
+
+    @abstractmethod
+    def audit(self, headers: list[Dataset], rules: dict | None = None) -> list[Refusal]:
+        """Reasons to refuse the study, from headers alone; empty when it can be analysed."""
+
+    @abstractmethod
+    def select(self, headers: list[Dataset], rules: dict | None = None) -> list[str]:
+        """SOP Instance UIDs of the instances to load, of a study that passed the audit."""
+
+    @abstractmethod
+    def prepare(self, datasets: list[Dataset], rules: dict | None = None) -> Prepared:
+        """The selected instances, with pixel data, made ready for `requests`."""
+
+    @abstractmethod
+    def requests(self, prepared: Prepared) -> list[dict[str, np.ndarray]]:
+        """The input tensors of each Triton request."""
+
+    @abstractmethod
+    def interpret(self, prepared: Prepared, answers: list[dict[str, np.ndarray]], *,
+                  pathology_threshold: float) -> Outcome:
+        """The Outcome of the answers, one per request, in the order of `requests`."""
+
+
+def text(ds: Dataset, keyword: str) -> str:
+    """A header value as upper-case text, '' when absent."""
+    return str(ds.get(keyword, "") or "").strip().upper()
+
+
+def modality_refusal(headers: list[Dataset], modalities: Iterable[str], expected_ru: str) -> Refusal:
+    found = ", ".join(sorted({text(h, "Modality") or "не указана" for h in headers})) or "нет изображений"
+    return Refusal("wrong_modality", f"Модальность исследования ({found}) не подходит: ожидается {expected_ru} "
+                                     f"({'/'.join(modalities)}).")
+
+
+def body_part_refusal(headers: list[Dataset], body_parts: Iterable[str], expected_ru: str) -> Refusal:
+    found = ", ".join(sorted({text(h, "BodyPartExamined") for h in headers}))
+    return Refusal("wrong_body_part", f"Исследование другой анатомической области (BodyPartExamined {found}); "
+                                      f"анализ возможен только для {expected_ru} ({'/'.join(body_parts)}).")
+
+
+def body_part_ok(header: Dataset, body_parts: Iterable[str]) -> bool:
+    """An empty BodyPartExamined is accepted: PACS often leave it empty; a different area is not."""
+    part = text(header, "BodyPartExamined")
+    return not part or part in body_parts
+
+
+def image(ds: Dataset) -> np.ndarray:
+    """One grey-level image as float32 in the modality's units (rescale applied), bright = dense."""
+    try:
+        array = apply_modality_lut(ds.pixel_array, ds)
+    except Exception as exc:  # pydicom raises many types for damaged or unsupported pixel data
+        raise InputRejected("pixels_undecodable", "Не удалось декодировать пиксельные данные изображения "
+                            f"(SOP Instance UID {ds.get('SOPInstanceUID', '')}).") from exc
+    if array.ndim != 2:
+        raise InputRejected("unsupported_pixels", "Поддерживаются только одноканальные однокадровые изображения.")
+    array = array.astype(np.float32)
+    if text(ds, "PhotometricInterpretation") == "MONOCHROME1":  # low values shown bright
+        array = array.max() + array.min() - array
+    return array
+
+
+def number_ru(value: float, digits: int = 2) -> str:
+    """0.87 as '0,87': the decimal comma of Russian text."""
+    return f"{value:.{digits}f}".replace(".", ",")

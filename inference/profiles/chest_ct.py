@@ -1,0 +1,170 @@
+"""Chest CT (КТ ОГК) on the `ct_lung_lesions` model: lesion volumes per lung and CT-0..CT-4 severity.
+
+Audit: CT, chest (or BodyPartExamined empty), and one series of thin axial slices: at least
+`min_slices` (default 32: the phantoms have 40; a real service sets ~100 or more in its rules) of
+SliceThickness <= `max_slice_thickness_mm` (3.0), all of one Rows x Columns. The series with the most
+such slices is analysed.
+Probability of pathology: 0 for CT-0 (no lesion voxel); with any lesion 0.5 + the affected share,
+capped at 1 (CT-1 0.5-0.75, CT-2 0.75-1, CT-3 and CT-4 1). Urgent: CT-3 and CT-4.
+Marks: for each lung with lesions, the model's box around them on the slice where they are largest.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom import Dataset
+
+from inference.outcome import Mark, Measurement, Outcome
+from inference.profiles.base import (
+    InputRejected,
+    Prepared,
+    Profile,
+    Refusal,
+    body_part_ok,
+    body_part_refusal,
+    image,
+    modality_refusal,
+    number_ru,
+    text,
+)
+from inference.triton import OutputSpec
+
+SIDES = (("right", "правое", "правом"), ("left", "левое", "левом"))  # image left = patient's right
+
+
+@dataclass(frozen=True)
+class ChestCTPrepared(Prepared):
+    hu: np.ndarray  # (slices, rows, columns), slices in the order of sop_instance_uids, along the normal
+    spacing_mm: tuple[float, float, float]  # (between slices, between rows, between columns)
+
+
+class ChestCT(Profile):
+    name = "chest_ct"
+    model = "ct_lung_lesions"
+    OUTPUTS = {
+        "LUNG_ML": OutputSpec(np.float32, (2,)), "GROUND_GLASS_ML": OutputSpec(np.float32, (2,)),
+        "CONSOLIDATION_ML": OutputSpec(np.float32, (2,)), "AFFECTED_SHARE": OutputSpec(np.float32, (1,)),
+        "SEVERITY": OutputSpec(np.int32, (1,)), "KEY_SLICE": OutputSpec(np.int32, (2,)),
+        "LESION_BOX": OutputSpec(np.int32, (2, 4)),
+    }
+    DEFAULT_RULES = {"modalities": ["CT"], "body_parts": ["CHEST"], "min_slices": 32, "max_slice_thickness_mm": 3.0}
+
+    def audit(self, headers: list[Dataset], rules: dict | None = None) -> list[Refusal]:
+        rules = self.rules(rules)
+        images = [h for h in headers if text(h, "Modality") in rules["modalities"]]
+        if not images:
+            return [modality_refusal(headers, rules["modalities"], "компьютерная томография")]
+        chest = [h for h in images if body_part_ok(h, rules["body_parts"])]
+        if not chest:
+            return [body_part_refusal(images, rules["body_parts"], "органов грудной клетки")]
+        if self.select(headers, rules):
+            return []
+        largest = max(_series(chest).values(), key=len)
+        return _series_refusals(largest, rules)
+
+    def select(self, headers: list[Dataset], rules: dict | None = None) -> list[str]:
+        rules = self.rules(rules)
+        chest = [h for h in headers if text(h, "Modality") in rules["modalities"]
+                 and body_part_ok(h, rules["body_parts"])]
+        usable = [s for s in _series(chest).values() if not _series_refusals(s, rules)]
+        return [str(h.SOPInstanceUID) for h in max(usable, key=len)] if usable else []
+
+    def prepare(self, datasets: list[Dataset], rules: dict | None = None) -> ChestCTPrepared:
+        normal = _normal(datasets[0])
+        ordered = sorted(datasets, key=lambda ds: float(np.dot(_position(ds), normal)))
+        steps = np.diff([float(np.dot(_position(ds), normal)) for ds in ordered])
+        if not len(steps) or np.median(steps) <= 0:
+            raise InputRejected("slice_positions", "Срезы серии не упорядочены по положению "
+                                                   "(ImagePositionPatient совпадают или отсутствуют).")
+        rows_mm, columns_mm = (float(v) for v in ordered[0].PixelSpacing)
+        return ChestCTPrepared([str(ds.SOPInstanceUID) for ds in ordered], np.stack([image(ds) for ds in ordered]),
+                               (float(np.median(steps)), rows_mm, columns_mm))
+
+    def requests(self, prepared: ChestCTPrepared) -> list[dict[str, np.ndarray]]:
+        return [{"HU": prepared.hu, "SPACING_MM": np.array(prepared.spacing_mm, dtype=np.float32)}]
+
+    def interpret(self, prepared: ChestCTPrepared, answers: list[dict[str, np.ndarray]], *,
+                  pathology_threshold: float) -> Outcome:
+        [answer] = answers
+        severity, share = int(answer["SEVERITY"][0]), float(answer["AFFECTED_SHARE"][0])
+        lesions_ml = answer["GROUND_GLASS_ML"] + answer["CONSOLIDATION_ML"]
+        probability = 0.0 if severity == 0 else min(1.0, 0.5 + share)
+        measurements = [Measurement("Affected lung share", "Доля поражения лёгких", round(share * 100, 1), "%")]
+        for i, (side, side_ru, _) in enumerate(SIDES):
+            measurements += [
+                Measurement(f"Lung volume, {side} lung", f"Объём лёгкого, {side_ru}", _ml(answer["LUNG_ML"][i]), "ml"),
+                Measurement(f"Ground-glass volume, {side} lung", f"Объём матового стекла, {side_ru} лёгкое",
+                            _ml(answer["GROUND_GLASS_ML"][i]), "ml"),
+                Measurement(f"Consolidation volume, {side} lung", f"Объём консолидации, {side_ru} лёгкое",
+                            _ml(answer["CONSOLIDATION_ML"][i]), "ml"),
+            ]
+        marks = _key_slice_marks(prepared, answer["KEY_SLICE"], answer["LESION_BOX"])
+        key_images = list(dict.fromkeys(m.sop_instance_uid for m in marks))
+        return Outcome(
+            probability=probability, pathology=probability >= pathology_threshold, category=f"CT-{severity}",
+            urgent=severity >= 3, measurements=measurements, marks=marks,
+            key_images=key_images or [prepared.sop_instance_uids[len(prepared.sop_instance_uids) // 2]],
+            conclusion_ru=_conclusion(severity, share, lesions_ml, probability),
+        )
+
+
+def _series(headers: list[Dataset]) -> dict[str, list[Dataset]]:
+    series = defaultdict(list)
+    for header in headers:
+        series[str(header.get("SeriesInstanceUID", ""))].append(header)
+    return series
+
+
+def _series_refusals(series: list[Dataset], rules: dict) -> list[Refusal]:
+    refusals = []
+    if len(series) < rules["min_slices"]:
+        refusals.append(Refusal("too_few_slices", f"В серии {len(series)} срезов; для анализа нужна серия "
+                                                  f"не менее чем из {rules['min_slices']} срезов."))
+    thickness = [float(h.SliceThickness) if h.get("SliceThickness") else None for h in series]
+    if any(t is None or t > rules["max_slice_thickness_mm"] for t in thickness):
+        known = [t for t in thickness if t is not None]
+        found = f"{number_ru(max(known), 1)} мм" if known else "не указана"
+        refusals.append(Refusal("thick_slices", f"Толщина среза {found}; для анализа нужны тонкие срезы "
+                                                f"(не более {number_ru(rules['max_slice_thickness_mm'], 1)} мм)."))
+    if not all(h.get("ImageOrientationPatient") and abs(_normal(h)[2]) >= 0.9 for h in series):
+        refusals.append(Refusal("not_axial", "Серия не в аксиальной плоскости (ImageOrientationPatient); "
+                                             "анализ возможен только для аксиальных срезов."))
+    if len({(h.get("Rows"), h.get("Columns")) for h in series}) > 1:
+        refusals.append(Refusal("inconsistent_size", "Срезы серии разного размера (Rows/Columns)."))
+    return refusals
+
+
+def _normal(ds: Dataset) -> np.ndarray:
+    orientation = np.array([float(v) for v in ds.ImageOrientationPatient])
+    return np.cross(orientation[:3], orientation[3:])
+
+
+def _position(ds: Dataset) -> np.ndarray:
+    if not ds.get("ImagePositionPatient"):
+        raise InputRejected("slice_positions", "У срезов серии нет положения (ImagePositionPatient).")
+    return np.array([float(v) for v in ds.ImagePositionPatient])
+
+
+def _key_slice_marks(prepared: ChestCTPrepared, key_slices: np.ndarray, boxes: np.ndarray) -> list[Mark]:
+    """One box per lung with lesions, on its key slice (as the model found them)."""
+    return [
+        Mark(prepared.sop_instance_uids[int(key)], tuple(int(v) for v in box), f"Поражение, {side_ru} лёгкое")
+        for (_, side_ru, _), key, box in zip(SIDES, key_slices, boxes, strict=True)
+        if 0 <= key < len(prepared.sop_instance_uids)
+    ]
+
+
+def _ml(value: float) -> float:
+    return round(float(value), 1)
+
+
+def _conclusion(severity: int, share: float, lesions_ml: np.ndarray, probability: float) -> str:
+    if severity == 0:
+        finding = "Признаков поражения лёгочной ткани не выявлено (КТ-0)."
+    else:
+        sides = ", ".join(f"в {where} лёгком {number_ru(float(ml), 0)} мл"
+                          for (_, _, where), ml in zip(SIDES, lesions_ml, strict=True) if ml > 0)
+        finding = (f"Признаки поражения лёгочной ткани (матовое стекло, консолидация): {sides}; "
+                   f"объём поражения {number_ru(share * 100, 0)} % (КТ-{severity}).")
+    return f"КТ органов грудной клетки. {finding} Вероятность патологии {number_ru(probability)}."

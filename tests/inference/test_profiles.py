@@ -1,0 +1,152 @@
+"""Profiles refuse what their model must not read, with a reason in Russian, accept the phantoms, and,
+through the real Triton, turn the phantoms into the truth: pathology, severity, BI-RADS, marks."""
+
+import random
+
+import numpy as np
+import pytest
+from pydicom import Dataset
+
+from inference import triton as triton_client
+from inference.phantoms import chest_ct, chest_radiograph, mammography_study
+from inference.profiles import PROFILES, InputRejected, profile_for
+from medai.dicomweb.dicomjson import dataset_metadata
+from tests.inference.test_phantoms import hounsfield
+
+
+def headers(datasets: list[Dataset]) -> list[Dataset]:
+    """What the worker audits: the archive index's DICOM JSON without bulk data, as in pipeline._header."""
+    return [Dataset.from_json({tag: value for tag, value in dataset_metadata(ds, has_pixel_data=True).items()
+                               if "BulkDataURI" not in value}) for ds in datasets]
+
+
+def codes(profile: str, datasets: list[Dataset], rules: dict | None = None) -> dict[str, str]:
+    return {r.code: r.reason_ru for r in profile_for(profile).audit(headers(datasets), rules or {})}
+
+
+def run(profile_name: str, datasets: list[Dataset], triton, threshold: float = 0.5):
+    profile = profile_for(profile_name)
+    prepared = profile.prepare(datasets, {})
+    answers = [triton_client.infer(profile.model, inputs, profile.OUTPUTS, url=triton.url).outputs
+               for inputs in profile.requests(prepared)]
+    return prepared, profile.interpret(prepared, answers, pathology_threshold=threshold)
+
+
+def centre(box) -> tuple[int, int]:
+    return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+
+
+def inside(point, box) -> bool:
+    return box[0] <= point[0] < box[2] and box[1] <= point[1] < box[3]
+
+
+def test_the_registry_names_the_services_profiles():
+    assert set(PROFILES) == {"chest_xray", "chest_ct", "mammography"}
+    with pytest.raises(KeyError, match="knee_mri"):
+        profile_for("knee_mri")
+
+
+def test_a_lateral_radiograph_is_refused_and_a_frontal_one_chosen_beside_it():
+    lateral, _ = chest_radiograph(size=64, view="LL")
+    refused = codes("chest_xray", [lateral])
+    assert list(refused) == ["not_frontal"] and "ViewPosition LL" in refused["not_frontal"]
+    assert "фронтальной" in refused["not_frontal"]
+    frontal, _ = chest_radiograph(size=64, view="AP", seed=1)
+    assert codes("chest_xray", [lateral, frontal]) == {}
+    assert profile_for("chest_xray").select(headers([lateral, frontal])) == [str(frontal.SOPInstanceUID)]
+
+
+def test_wrong_modality_and_body_part_are_refused():
+    views, _ = mammography_study(size=64)
+    assert "MG" in codes("chest_xray", views)["wrong_modality"]
+    radiograph, _ = chest_radiograph(size=64)
+    assert "DX" in codes("chest_ct", [radiograph])["wrong_modality"]
+    slices, _ = chest_ct(slices=32, size=32, noise_hu=0)
+    for ds in slices:
+        ds.BodyPartExamined = "HEAD"
+    assert "HEAD" in codes("chest_ct", slices)["wrong_body_part"]
+    for ds in slices:
+        ds.BodyPartExamined = ""  # left empty by many PACS: accepted
+    assert codes("chest_ct", slices) == {}
+
+
+def test_a_ct_of_too_few_or_thick_slices_is_refused():
+    few, _ = chest_ct(slices=8, size=32, noise_hu=0)
+    assert list(codes("chest_ct", few)) == ["too_few_slices"]
+    assert codes("chest_ct", few, {"min_slices": 8}) == {}
+    thick, _ = chest_ct(slices=32, size=32, spacing_mm=5.0, noise_hu=0)
+    refused = codes("chest_ct", thick)
+    assert list(refused) == ["thick_slices"] and "5,0 мм" in refused["thick_slices"]
+    for ds in few:
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]  # coronal
+    assert "not_axial" in codes("chest_ct", few)
+
+
+def test_a_mammogram_without_one_standard_view_is_refused_naming_it():
+    views, _ = mammography_study(size=64)
+    assert codes("mammography", views) == {}
+    without = [ds for ds in views if (ds.ImageLaterality, ds.ViewPosition) != ("L", "MLO")]
+    refused = codes("mammography", without)
+    assert list(refused) == ["missing_views"] and "MLO левой" in refused["missing_views"]
+
+
+def test_undecodable_pixels_are_rejected():
+    ds, _ = chest_radiograph(size=64)
+    ds.PixelData = ds.PixelData[:100]
+    with pytest.raises(InputRejected) as rejected:
+        profile_for("chest_xray").prepare([ds], {})
+    assert rejected.value.code == "pixels_undecodable" and rejected.value.reason_ru
+
+
+@pytest.mark.parametrize("lesions", [0, 2])
+def test_a_chest_radiograph_reads_as_its_truth(triton, lesions):
+    ds, truth = chest_radiograph(lesions=lesions, size=256, seed=3 + lesions)
+    _, outcome = run("chest_xray", [ds], triton)
+    assert outcome.pathology is truth.pathology
+    assert outcome.key_images == [str(ds.SOPInstanceUID)]
+    for finding in truth.findings:  # touching lesions may share one box
+        assert any(inside(centre(finding.box), mark.box) for mark in outcome.marks)
+    assert ("Выявлены участки затемнения" in outcome.conclusion_ru) is truth.pathology
+    assert outcome.conclusion_ru.startswith("Рентгенография органов грудной клетки.")
+
+
+@pytest.mark.parametrize("share", [0.0, 0.35, 0.6])
+def test_a_chest_ct_reads_as_its_truth_from_slices_in_any_order(triton, share):
+    datasets, truth = chest_ct(affected_share=share, slices=40, size=96, seed=5)
+    shuffled = random.Random(1).sample(datasets, len(datasets))
+    assert codes("chest_ct", shuffled) == {}
+    prepared, outcome = run("chest_ct", shuffled, triton)
+    np.testing.assert_array_equal(prepared.hu, hounsfield(datasets))
+    assert prepared.spacing_mm == (2.5, 2.5, 2.5)
+    assert outcome.category == truth.severity
+    assert outcome.pathology is (share > 0) and outcome.urgent is (share >= 0.5)
+    assert outcome.probability == (0.0 if share == 0 else pytest.approx(min(1.0, 0.5 + truth.affected_share()),
+                                                                        abs=0.06))
+    measured = {m.concept: m.value for m in outcome.measurements}
+    assert measured["Affected lung share"] == pytest.approx(truth.affected_share() * 100, abs=6)
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
+    sides = {"right": (0, 48), "left": (48, 96)}
+    marked = {mark.label.split(", ")[1].split()[0]: mark for mark in outcome.marks}
+    assert set(marked) == ({"правое", "левое"} if share else set())
+    for side, name in (("right", "правое"), ("left", "левое")):
+        if name in marked:
+            assert sides[side][0] <= marked[name].box[1] < marked[name].box[3] <= sides[side][1]
+            assert truth.ground_glass_ml[side] + truth.consolidation_ml[side] > 0
+    assert outcome.key_images and all(uid in by_uid for uid in outcome.key_images)
+    assert f"КТ-{truth.severity[-1]}" in outcome.conclusion_ru
+
+
+def test_a_mammogram_reads_as_its_truth(triton):
+    views, truth = mammography_study(density="C", masses=1, size=128, seed=6)
+    prepared, outcome = run("mammography", views, triton)
+    assert outcome.category == "BI-RADS 4" and outcome.pathology
+    position = dict(zip(prepared.sop_instance_uids, prepared.views, strict=True))
+    marked_views = {position[mark.sop_instance_uid] for mark in outcome.marks}
+    assert marked_views == {view for view, found in truth.masses.items() if found}
+    for mark in outcome.marks:
+        [expected] = truth.masses[position[mark.sop_instance_uid]]
+        assert inside(centre(mark.box), expected.box)
+    side = "левой" if next(iter(marked_views))[0] == "L" else "правой"
+    assert f"в {side} молочной железе" in outcome.conclusion_ru and "ACR C" in outcome.conclusion_ru
+    _, normal = run("mammography", mammography_study(density="B", size=128, seed=7)[0], triton)
+    assert (normal.category, normal.pathology, normal.marks) == ("BI-RADS 1", False, [])
