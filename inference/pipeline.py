@@ -19,6 +19,7 @@ from pydicom import Dataset, dcmread
 from inference import services, triton
 from inference.outcome import Outcome
 from inference.profiles import InputRejected, profile_for
+from inference.profiles.base import pixels
 from inference.records import AIService, Analysis
 from inference.result_uids import result_uid
 from inference.sc import build_marked_images
@@ -148,14 +149,17 @@ def _header(metadata: dict) -> Dataset:
 
 
 def _load(sources: list[_Source]) -> list[Dataset]:
-    """Read the objects in parallel (a CT is hundreds of them) and check each against its sha256."""
+    """Read the objects in parallel (a CT is hundreds of them), check each against its sha256 and decode its
+    pixels while other threads wait on storage (pydicom keeps the decoded array for the profile)."""
     storage = get_storage()
 
     def read(source: _Source) -> Dataset:
         data = storage.read(source.instance.storage_key)
         if hashlib.sha256(data).hexdigest() != source.instance.sha256:
             raise InputRejected(code="source_changed", reason_ru="Исходный объект в архиве повреждён.")
-        return dcmread(io.BytesIO(data))
+        dataset = dcmread(io.BytesIO(data))
+        pixels(dataset)
+        return dataset
 
     with ThreadPoolExecutor(min(LOAD_THREADS, max(1, len(sources)))) as pool:
         return list(pool.map(read, sources))

@@ -217,7 +217,9 @@ def _algorithm(service: ServiceIdentity) -> AlgorithmIdentification:
 
 def _analysis_group(sources: list[Dataset], outcome: Outcome, service: ServiceIdentity) -> (
         MeasurementsAndQualitativeEvaluations):
-    """TID 1501 for the whole study: probability, category, the service's measurements."""
+    """TID 1501 for the whole study: probability, category, the service's measurements. It names the key
+    images as its sources (every image when there are none); the evidence sequence lists every image
+    analysed, so a 300-slice CT does not put 300 references in the content tree as well."""
     measurements = [SRMeasurement(name=PROBABILITY, value=float(outcome.probability), unit=_unit("{probability}"))]
     measurements += [_measurement(m) for m in outcome.measurements]
     evaluations = None
@@ -229,8 +231,13 @@ def _analysis_group(sources: list[Dataset], outcome: Outcome, service: ServiceId
         algorithm_id=_algorithm(service),
         measurements=measurements,
         qualitative_evaluations=evaluations,
-        source_images=[SourceImageForMeasurementGroup.from_source_image(ds) for ds in sources],
+        source_images=[SourceImageForMeasurementGroup.from_source_image(ds) for ds in _key_sources(sources, outcome)],
     )
+
+
+def _key_sources(sources: list[Dataset], outcome: Outcome) -> list[Dataset]:
+    keys = set(outcome.key_images)
+    return [ds for ds in sources if str(ds.SOPInstanceUID) in keys] or sources
 
 
 def _measurement(measurement: Measurement) -> SRMeasurement:

@@ -5,7 +5,8 @@ wrong study is refused before its pixels are fetched), how pixels become the mod
 the model's tensors become an Outcome a clinic reads."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,8 @@ from pydicom.pixels import apply_modality_lut
 
 from inference.outcome import Outcome
 from inference.triton import OutputSpec
+
+DECODE_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -95,19 +98,33 @@ def body_part_ok(header: Dataset, body_parts: Iterable[str]) -> bool:
     return not part or part in body_parts
 
 
-def image(ds: Dataset) -> np.ndarray:
-    """One grey-level image as float32 in the modality's units (rescale applied), bright = dense."""
+def pixels(ds: Dataset) -> np.ndarray:
+    """The stored values of a single-frame grey image, or InputRejected with a reason the clinic can read."""
     try:
-        array = apply_modality_lut(ds.pixel_array, ds)
+        array = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for damaged or unsupported pixel data
         raise InputRejected("pixels_undecodable", "Не удалось декодировать пиксельные данные изображения "
                             f"(SOP Instance UID {ds.get('SOPInstanceUID', '')}).") from exc
     if array.ndim != 2:
         raise InputRejected("unsupported_pixels", "Поддерживаются только одноканальные однокадровые изображения.")
-    array = array.astype(np.float32)
+    return array
+
+
+def image(ds: Dataset) -> np.ndarray:
+    """One grey-level image as float32 in the modality's units (rescale applied), bright = dense."""
+    array = apply_modality_lut(pixels(ds), ds).astype(np.float32)
     if text(ds, "PhotometricInterpretation") == "MONOCHROME1":  # low values shown bright
         array = array.max() + array.min() - array
     return array
+
+
+def images(datasets: list[Dataset], convert: Callable[[Dataset], np.ndarray] = image) -> list[np.ndarray]:
+    """`convert` (by default `image`) of each data set, in threads: numpy and the codecs release the GIL,
+    and a CT has hundreds of slices."""
+    if len(datasets) < 2:
+        return [convert(ds) for ds in datasets]
+    with ThreadPoolExecutor(min(DECODE_THREADS, len(datasets))) as pool:
+        return list(pool.map(convert, datasets))
 
 
 def number_ru(value: float, digits: int = 2) -> str:

@@ -2,7 +2,10 @@
 and gets back an SR and a marked SC series in each study, readable over QIDO and WADO, the same result
 as JSON, and a worklist in the order of the probabilities, with the normal closed by AI."""
 
+import hashlib
+import hmac
 import io
+import json
 
 import pytest
 import requests
@@ -107,19 +110,32 @@ def test_results_come_back_as_dicom_and_sort_the_worklist(
     assert Analysis.objects.filter(organization=organization).count() == 4
 
 
-def test_a_lateral_radiograph_gets_a_not_analysable_answer(
-    live_platform, tenant_factory, reference_services, analysis_worker
+def test_a_lateral_radiograph_gets_a_not_analysable_answer_and_the_ris_hears_of_it(
+    live_platform, tenant_factory, api_client_for, reference_services, analysis_worker, receiver
 ):
-    _, token = tenant_factory()
+    from medai.accounts.models import Role
+
+    organization, token = tenant_factory()
     reference_services()
+    hook = api_client_for(Role.ORG_ADMIN, organization=organization).put(
+        "/api/v1/webhook", {"url": receiver.url}, format="json").json()
     lateral, _ = chest_radiograph(lesions=1, size=128, view="LL")
     uid = send_and_complete(live_platform, token, [lateral])
     [analysis] = results_when_done(live_platform, token, uid)["analyses"]
-    assert analysis["status"] == "not_analysable"
-    assert analysis["reason"]
+    assert (analysis["status"], analysis["reason_code"]) == ("not_analysable", "not_frontal")
     report = wado_instance(analysis["sr"]["url"], token)
     assert report.Modality == "SR"
     assert analysis["reason"] in " ".join(sr_texts(report))
+
+    wait_for(receiver.count, timeout=30)
+    [call] = receiver.requests
+    headers = {k.lower(): v for k, v in call["headers"].items()}
+    signed = hmac.new(hook["secret"].encode(), f"{headers['x-medai-timestamp']}.".encode() + call["body"],
+                      hashlib.sha256).hexdigest()
+    assert headers["x-medai-signature"] == f"sha256={signed}"
+    event = json.loads(call["body"])
+    assert (event["study_instance_uid"], event["status"]) == (uid, "not_analysable")
+    assert lateral.PatientName.family_name not in call["body"].decode()
 
 
 def sr_texts(dataset) -> list[str]:

@@ -24,12 +24,15 @@ def test_the_model_answers_the_same_through_triton(triton):
     datasets, truth = chest_ct(affected_share=0.35, seed=7)
     hu = hounsfield(datasets).astype(np.float32)
     client = grpcclient.InferenceServerClient(url=triton.url)
-    inputs = [grpcclient.InferInput("HU", list(hu.shape), "FP32"), grpcclient.InferInput("SPACING_MM", [3], "FP32")]
-    inputs[0].set_data_from_numpy(hu)
-    inputs[1].set_data_from_numpy(np.array([2.5, 2.5, 2.5], dtype=np.float32))
-    result = client.infer("ct_lung_lesions", inputs)
+    batch = [grpcclient.InferInput("HU", [1, *hu.shape], "INT16"), grpcclient.InferInput("SPACING_MM", [1, 3], "FP32")]
+    batch[0].set_data_from_numpy(hu[None].astype(np.int16))
+    batch[1].set_data_from_numpy(np.array([[2.5, 2.5, 2.5]], dtype=np.float32))
+    result = client.infer("ct_lung_lesions", batch)
     expected = analyse(hu, (2.5, 2.5, 2.5))
-    assert int(result.as_numpy("SEVERITY")[0]) == expected.severity == 2
-    assert float(result.as_numpy("AFFECTED_SHARE")[0]) == pytest.approx(expected.affected_share, rel=1e-5)
-    np.testing.assert_allclose(result.as_numpy("LUNG_ML"), expected.lung_ml, rtol=1e-5)
+    assert int(result.as_numpy("SEVERITY")[0, 0]) == expected.severity == 2
+    assert float(result.as_numpy("AFFECTED_SHARE")[0, 0]) == pytest.approx(expected.affected_share, rel=1e-5)
+    np.testing.assert_allclose(result.as_numpy("LUNG_ML")[0], expected.lung_ml, rtol=1e-5)
+    key_slice, box = result.as_numpy("KEY_SLICE")[0], result.as_numpy("LESION_BOX")[0]
+    np.testing.assert_array_equal(key_slice, expected.key_slice)
+    np.testing.assert_array_equal(box, expected.lesion_box)
     assert truth.severity == "CT-2"

@@ -65,3 +65,19 @@ def test_an_analysis_whose_worker_died_is_queued_again(tenant_factory, reference
     analysis.refresh_from_db()
     assert analysis.status == Analysis.Status.QUEUED
     assert analysis.attempt == 1
+
+
+def test_an_analysis_past_its_deadline_is_flagged_late(tenant_factory, reference_services, archived_study, settings):
+    from inference.tasks import dispatch
+
+    settings.INFERENCE_CAPACITY = 0
+    organization, _ = tenant_factory()
+    reference_services()
+    [analysis] = queue_studies(organization, 1, archived_study)
+    dispatch()
+    analysis.refresh_from_db()
+    assert analysis.late is False
+    Analysis.objects.filter(id=analysis.id).update(deadline_at=timezone.now() - dt.timedelta(seconds=1))
+    dispatch()
+    analysis.refresh_from_db()
+    assert analysis.late is True

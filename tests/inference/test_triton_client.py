@@ -70,14 +70,15 @@ def test_answers_are_the_algorithms_and_name_the_version(triton, protocol):
     assert [tuple(b) for b in answer.outputs["BOXES"][0] if b[0] >= 0] == expected.boxes
 
 
-def test_an_unbatched_ct_volume_answers_as_the_algorithm(triton):
+def test_a_ct_volume_answers_as_the_algorithm(triton):
     datasets, _ = chest_ct(affected_share=0.3, slices=16, size=64, seed=2)
     hu = hounsfield(datasets).astype(np.float32)
-    answer = triton_client.infer("ct_lung_lesions", {"HU": hu, "SPACING_MM": np.full(3, 2.5, np.float32)},
+    answer = triton_client.infer("ct_lung_lesions", {"HU": hu[None].astype(np.int16),
+                                                     "SPACING_MM": np.full((1, 3), 2.5, np.float32)},
                           profile_for("chest_ct").OUTPUTS, url=triton.url, priority=1)
     expected = analyse_ct(hu, (2.5, 2.5, 2.5))
-    assert int(answer.outputs["SEVERITY"][0]) == expected.severity
-    np.testing.assert_allclose(answer.outputs["LUNG_ML"], expected.lung_ml, rtol=1e-5)
+    assert int(answer.outputs["SEVERITY"][0, 0]) == expected.severity
+    np.testing.assert_allclose(answer.outputs["LUNG_ML"][0], expected.lung_ml, rtol=1e-5)
 
 
 def triton_infer(image: np.ndarray, outputs=CXR, **kwargs) -> triton_client.InferAnswer:

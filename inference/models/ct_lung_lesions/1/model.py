@@ -10,16 +10,17 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
-            hu = pb_utils.get_input_tensor_by_name(request, "HU").as_numpy()
-            spacing = pb_utils.get_input_tensor_by_name(request, "SPACING_MM").as_numpy()
-            findings = analyse(hu, tuple(float(s) for s in spacing))
+            volumes = pb_utils.get_input_tensor_by_name(request, "HU").as_numpy()  # int16 [batch, slices, rows, cols]
+            spacings = pb_utils.get_input_tensor_by_name(request, "SPACING_MM").as_numpy()
+            found = [analyse(hu.astype(np.float32), tuple(float(s) for s in spacing))
+                     for hu, spacing in zip(volumes, spacings, strict=True)]
             responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("LUNG_ML", np.array(findings.lung_ml, dtype=np.float32)),
-                pb_utils.Tensor("GROUND_GLASS_ML", np.array(findings.ground_glass_ml, dtype=np.float32)),
-                pb_utils.Tensor("CONSOLIDATION_ML", np.array(findings.consolidation_ml, dtype=np.float32)),
-                pb_utils.Tensor("AFFECTED_SHARE", np.array([findings.affected_share], dtype=np.float32)),
-                pb_utils.Tensor("SEVERITY", np.array([findings.severity], dtype=np.int32)),
-                pb_utils.Tensor("KEY_SLICE", np.array(findings.key_slice, dtype=np.int32)),
-                pb_utils.Tensor("LESION_BOX", np.array(findings.lesion_box, dtype=np.int32)),
+                pb_utils.Tensor("LUNG_ML", np.array([f.lung_ml for f in found], dtype=np.float32)),
+                pb_utils.Tensor("GROUND_GLASS_ML", np.array([f.ground_glass_ml for f in found], dtype=np.float32)),
+                pb_utils.Tensor("CONSOLIDATION_ML", np.array([f.consolidation_ml for f in found], dtype=np.float32)),
+                pb_utils.Tensor("AFFECTED_SHARE", np.array([[f.affected_share] for f in found], dtype=np.float32)),
+                pb_utils.Tensor("SEVERITY", np.array([[f.severity] for f in found], dtype=np.int32)),
+                pb_utils.Tensor("KEY_SLICE", np.array([f.key_slice for f in found], dtype=np.int32)),
+                pb_utils.Tensor("LESION_BOX", np.array([f.lesion_box for f in found], dtype=np.int32)),
             ]))
         return responses
