@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from medai.accounts.models import Membership, Role
 from medai.accounts.permissions import require_role
+from medai.accounts.principal import NOBODY
 from medai.archive.selectors import studies_visible
 from tenants import services
 from tenants.models import MedicalOrganization, Region
@@ -36,7 +37,7 @@ class RegionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     serializer_class = RegionSerializer
 
     def get_queryset(self):
-        return regions_visible(principal=self.request.auth)
+        return regions_visible(principal=self.request.auth or NOBODY)
 
     def perform_create(self, serializer) -> None:
         require_role(self.request.auth, Role.PLATFORM_ADMIN)
@@ -73,10 +74,10 @@ class OrganizationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
     serializer_class = OrganizationSerializer
 
     def get_queryset(self):
-        return organizations_visible(principal=self.request.auth)
+        return organizations_visible(principal=self.request.auth or NOBODY)
 
     def get_serializer(self, *args, **kwargs):
-        return super().get_serializer(*args, regions=regions_visible(principal=self.request.auth), **kwargs)
+        return super().get_serializer(*args, regions=regions_visible(principal=self.request.auth or NOBODY), **kwargs)
 
     @extend_schema(responses={201: OrganizationSerializer})
     def create(self, request, *args, **kwargs) -> Response:

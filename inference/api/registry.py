@@ -7,6 +7,7 @@ from inference.selectors import services_visible
 from inference.serializers import AIServiceSerializer
 from medai.accounts.models import Role
 from medai.accounts.permissions import require_role
+from medai.accounts.principal import NOBODY
 
 
 class AIServiceViewSet(viewsets.ModelViewSet):
@@ -15,7 +16,7 @@ class AIServiceViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "put", "patch", "head", "options"]  # services are suspended, never deleted
 
     def get_queryset(self):
-        return services_visible(principal=self.request.auth)
+        return services_visible(principal=self.request.auth or NOBODY)
 
     def perform_create(self, serializer) -> None:
         require_role(self.request.auth, Role.PLATFORM_ADMIN)

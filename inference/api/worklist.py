@@ -14,6 +14,7 @@ from inference.selectors import worklist_visible
 from inference.serializers import WorklistEntrySerializer
 from medai.accounts.models import Role
 from medai.accounts.permissions import HasRole
+from medai.accounts.principal import NOBODY
 from medai.dicomweb.base import record_study_access
 
 READERS = (Role.RADIOLOGIST, Role.ORG_ADMIN, Role.REGIONAL_ADMIN, Role.PLATFORM_ADMIN)
@@ -41,7 +42,7 @@ class WorklistView(generics.ListAPIView):
     permission_classes = [HasRole(*READERS)]
 
     def get_queryset(self):
-        queryset = worklist_visible(principal=self.request.auth)
+        queryset = worklist_visible(principal=self.request.auth or NOBODY)
         if "status" not in self.request.query_params:
             queryset = queryset.filter(status__in=WorklistEntry.OPEN)
         return queryset

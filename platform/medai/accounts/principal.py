@@ -55,3 +55,8 @@ class Principal:
         if self.scope is Scope.REGION:
             return queryset.filter(region_id=self.region_id)
         return queryset
+
+
+# The caller of views run without a request's credentials: drf-spectacular builds the OpenAPI schema that
+# way. Scoped to an organization that does not exist, it sees nothing.
+NOBODY = Principal(subject="", roles=frozenset(), region_id=-1, organization_id=-1)

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from medai.accounts.models import Role
 from medai.accounts.permissions import HasRole
+from medai.accounts.principal import NOBODY
 from medai.archive.models import StudyAccess
 from medai.archive.selectors import studies_visible, study_access_visible
 from medai.archive.serializers import StudyAccessSerializer
@@ -64,4 +65,4 @@ class StudyAccessListView(generics.ListAPIView):
     permission_classes = [HasRole(Role.ORG_ADMIN, Role.REGIONAL_ADMIN, Role.MINISTRY_ANALYST, Role.PLATFORM_ADMIN)]
 
     def get_queryset(self):
-        return study_access_visible(principal=self.request.auth)
+        return study_access_visible(principal=self.request.auth or NOBODY)
