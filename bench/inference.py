@@ -146,7 +146,8 @@ def complete_and_wait(studies, timeout: float = 600.0) -> list[float]:
 
 
 def model_seconds(service, datasets, rounds: int = 3) -> float:
-    """Triton alone on the prepared inputs of this study: the best of a few calls (no queueing)."""
+    """Triton alone on the prepared inputs of this study: the median of a few calls, the same statistic
+    as the end-to-end p50 it is compared with."""
     from inference import triton
     from inference.profiles import profile_for
 
@@ -154,13 +155,13 @@ def model_seconds(service, datasets, rounds: int = 3) -> float:
     headers = datasets
     selected = set(profile.select(headers, service.audit_rules))
     prepared = profile.prepare([d for d in datasets if str(d.SOPInstanceUID) in selected], service.audit_rules)
-    best = float("inf")
+    times = []
     for _ in range(rounds):
         began = time.perf_counter()
         for inputs in profile.requests(prepared):
             triton.infer(service.triton_model, inputs, profile.OUTPUTS)
-        best = min(best, time.perf_counter() - began)
-    return best
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
 
 
 def bench_kind(kind: str, service, organization, sizes: Sizes) -> dict:
@@ -190,6 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few and small studies, for a smoke run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) at the end")
+    parser.add_argument("--kinds", default="chest_xray,chest_ct,mammography", help="kinds of study, comma-separated")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     home = Path(tempfile.mkdtemp(prefix="medai-bench-inference-"))
@@ -210,18 +212,19 @@ def main() -> None:
         region = region_ensure(code="RU-MOW", name="Москва")
         organization = organization_ensure(region=region, oms_code="770001", name="Bench clinic")
         services_by_kind = {s.study_kind: s for s in reference_services_load()}
-        rows = [bench_kind(kind, services_by_kind[kind], organization, sizes)
-                for kind in ("chest_xray", "chest_ct", "mammography")]
+        rows = [bench_kind(kind, services_by_kind[kind], organization, sizes) for kind in args.kinds.split(",")]
     print(f"\n{'study kind':<12} {'e2e p50 s':>10} {'e2e p95 s':>10} {'model p50 s':>12} {'overhead':>9} "
           f"{'studies/min':>12}")
     for row in rows:
         print(f"{row['kind']:<12} {row['p50']:>10.3f} {row['p95']:>10.3f} {row['model_p50']:>12.3f} "
               f"{row['overhead']:>8.1%} {row['per_minute']:>12.1f}")
-    xray = next(r for r in rows if r["kind"] == "chest_xray")
-    ct = next(r for r in rows if r["kind"] == "chest_ct")
-    ct_verdict = "PASS" if ct["overhead"] <= 0.15 else "FAIL"
-    print(f"\nTargets: chest CT overhead {ct['overhead']:.1%} (<= 15 %: {ct_verdict});"
-          f" chest radiograph e2e p95 {xray['p95']:.2f} s (<= 2 s: {'PASS' if xray['p95'] <= 2 else 'FAIL'}).")
+    by_kind = {row["kind"]: row for row in rows}
+    if "chest_ct" in by_kind:
+        overhead = by_kind["chest_ct"]["overhead"]
+        print(f"\nTarget: chest CT overhead {overhead:.1%} (<= 15 %: {'PASS' if overhead <= 0.15 else 'FAIL'}).")
+    if "chest_xray" in by_kind:
+        p95 = by_kind["chest_xray"]["p95"]
+        print(f"Target: chest radiograph e2e p95 {p95:.2f} s (<= 2 s: {'PASS' if p95 <= 2 else 'FAIL'}).")
     print(f"Sizes: radiograph {sizes.xray_size} px, CT {sizes.ct_slices} x {sizes.ct_size}^2, mammogram "
           f"4 x {sizes.mg_size} px. {os.cpu_count()} CPUs; load average {load_at_start[0]:.2f} at the start, "
           f"{os.getloadavg()[0]:.2f} at the end.")
