@@ -9,7 +9,10 @@ a run that outlived its lease, stores nothing: one result per analysis, whatever
 import hashlib
 import io
 import logging
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -77,7 +80,8 @@ def analysis_run(*, analysis_id: int, organization_id: int) -> None:
 def _run_claimed(analysis: Analysis) -> None:
     service = analysis.service
     profile = profile_for(service.profile)
-    with organization_scope(organization_id=analysis.organization_id):
+    spent: dict[str, float] = {}
+    with _timed(spent, "headers"), organization_scope(organization_id=analysis.organization_id):
         sources = _sources(analysis, service)
     refusals = profile.audit([s.header for s in sources], service.audit_rules)
     if refusals:
@@ -87,13 +91,16 @@ def _run_claimed(analysis: Analysis) -> None:
     selected = profile.select([s.header for s in sources], service.audit_rules)
     used = [s for s in sources if str(s.header.SOPInstanceUID) in set(selected)]
     try:
-        datasets = _load(used)
-        prepared = profile.prepare(datasets, service.audit_rules)
+        with _timed(spent, "load"):
+            datasets = _load(used)
+        with _timed(spent, "prepare"):
+            prepared = profile.prepare(datasets, service.audit_rules)
     except InputRejected as refusal:
         _finish_without_result(analysis, Analysis.Status.NOT_ANALYSABLE, refusal.code, refusal.reason_ru)
         return
     try:
-        answers, served_version = _infer(analysis, service, profile, prepared)
+        with _timed(spent, "model"):
+            answers, served_version = _infer(analysis, service, profile, prepared)
     except TRANSIENT as exc:
         _retry_or_fail(analysis, exc)
         return
@@ -102,8 +109,20 @@ def _run_claimed(analysis: Analysis) -> None:
         _finish_without_result(analysis, Analysis.Status.FAILED, "bad_model_answer",
                                "Сервис ИИ вернул ответ неверного формата; исследование передано врачу.")
         return
-    outcome = profile.interpret(prepared, answers, pathology_threshold=service.pathology_threshold)
-    _store_result(analysis, service, outcome, datasets, served_version, used)
+    with _timed(spent, "results"):
+        outcome = profile.interpret(prepared, answers, pathology_threshold=service.pathology_threshold)
+        _store_result(analysis, service, outcome, datasets, served_version, used)
+    logger.info("analysis %s: %s", analysis.id, ", ".join(f"{stage} {s:.2f} s" for stage, s in spent.items()))
+
+
+@contextmanager
+def _timed(spent: dict[str, float], stage: str) -> Iterator[None]:
+    """Where a run's time goes, for the log: the operator's first look when results come late."""
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        spent[stage] = time.perf_counter() - began
 
 
 def refusal_report_write(*, analysis_id: int, organization_id: int) -> None:
