@@ -96,8 +96,8 @@ def start_platform(home: Path, cleanup: contextlib.ExitStack) -> dict[str, str]:
     worker_log = (home / "celery.log").open("ab")
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "medai", "worker", "--pool", "prefork", "--concurrency", "2",
-         "--loglevel", "INFO"], cwd=ROOT / "platform", env={**os.environ, **env, "LOG_LEVEL": "INFO"}, stdout=worker_log,
-        stderr=subprocess.STDOUT,
+         "--loglevel", "INFO"], cwd=ROOT / "platform", env={**os.environ, **env, "LOG_LEVEL": "INFO"},
+        stdout=worker_log, stderr=subprocess.STDOUT,
     )
     cleanup.callback(services.terminate, worker)
     return env
