@@ -88,8 +88,8 @@ def _run_claimed(analysis: Analysis) -> None:
         reason = " ".join(r.reason_ru for r in refusals)
         _finish_without_result(analysis, Analysis.Status.NOT_ANALYSABLE, refusals[0].code, reason)
         return
-    selected = profile.select([s.header for s in sources], service.audit_rules)
-    used = [s for s in sources if str(s.header.SOPInstanceUID) in set(selected)]
+    selected = set(profile.select([s.header for s in sources], service.audit_rules))
+    used = [s for s in sources if str(s.header.SOPInstanceUID) in selected]
     try:
         with _timed(spent, "load"):
             datasets = _load(used)
