@@ -23,6 +23,8 @@ from inference import services, triton
 from inference.outcome import Outcome
 from inference.profiles import InputRejected, profile_for
 from inference.profiles.base import pixels
+from inference.quality.services import defects_record
+from inference.quality.technological import StoredResult, result_findings
 from inference.records import AIService, Analysis
 from inference.result_uids import result_uid
 from inference.sc import build_marked_images
@@ -249,6 +251,12 @@ def _store_result(analysis: Analysis, service: AIService, outcome: Outcome, data
             return
         _archive(locked, [report, *marked])
         unchanged = _originals_unchanged(analysis, used)
+        stored = set(Instance.objects.filter(study_id=analysis.study_id, sop_instance_uid__in=[
+            str(ds.SOPInstanceUID) for ds in (report, *marked)]).values_list("sop_instance_uid", flat=True))
+        result = StoredResult(outcome=outcome, report=report, marked=marked, sources=datasets, stored_uids=stored,
+                              originals_unchanged=unchanged)
+        findings = result_findings(result, modalities=service.modalities, body_parts=service.body_parts)
+        defects_record(analysis=locked, findings=findings)
         services.analysis_finish(
             analysis=locked, status=Analysis.Status.SUCCEEDED, probability=outcome.probability,
             pathology=outcome.pathology, ai_urgent=outcome.urgent, category=outcome.category,

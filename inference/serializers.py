@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from inference.quality.records import Defect
 from inference.records import AIService, Analysis, WorklistEntry
 from inference.result_uids import result_uid
 from medai.accounts.principal import Scope
@@ -58,8 +59,15 @@ class ServiceBriefSerializer(serializers.ModelSerializer):
         fields = ["code", "vendor", "name", "version", "stage", "study_kind"]
 
 
+class DefectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Defect
+        fields = ["requirement", "severity", "detail", "found_at"]
+
+
 class AnalysisSerializer(serializers.ModelSerializer):
     service = ServiceBriefSerializer(read_only=True)
+    defects = DefectSerializer(many=True, read_only=True, help_text="Found by technological monitoring")
     sr = serializers.SerializerMethodField()
     sc = serializers.SerializerMethodField()
     urgent_finding = serializers.BooleanField(source="ai_urgent")
@@ -69,7 +77,7 @@ class AnalysisSerializer(serializers.ModelSerializer):
         fields = [
             "id", "service", "status", "reason_code", "reason", "probability", "pathology", "category",
             "urgent_finding", "autonomous", "outcome", "model_version", "sr", "sc", "created_at", "finished_at",
-            "deadline_at", "late", "originals_verified",
+            "deadline_at", "late", "originals_verified", "defects",
         ]
 
     def _study_url(self, analysis: Analysis) -> str:

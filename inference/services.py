@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from inference.records import AIService, Analysis, WorklistEntry
 from inference.routing import not_routed_reason, routes_for, study_is_urgent
+from inference.signals import analysis_finished
 from inference.webhooks import webhook_enqueue
 from medai.accounts.principal import Principal
 from medai.archive.models import Study
@@ -110,6 +111,7 @@ def analysis_finish(*, analysis: Analysis, status: str, reason: str = "", code: 
     analysis.save()
     worklist_refresh(study_id=analysis.study_id)
     webhook_enqueue(analysis=analysis, event=RESULT_EVENT, payload=_result_event(analysis))
+    analysis_finished.send(sender=Analysis, analysis=analysis)
     return analysis
 
 

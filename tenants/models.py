@@ -1,5 +1,6 @@
 """Regions and medical organizations: every study, result, bill and statistic belongs to one organization."""
 
+from django.core.validators import RegexValidator
 from django.db import models
 
 
@@ -32,7 +33,11 @@ class MedicalOrganization(models.Model):
     region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="organizations")
     name = models.CharField("full name", max_length=300)
     short_name = models.CharField(max_length=120, blank=True)
-    oms_code = models.CharField("OMS registry code", max_length=16, unique=True)
+    oms_code = models.CharField(
+        "OMS registry code", max_length=16, unique=True,
+        validators=[RegexValidator(r"^\d{6}$", "Код МО в реестре ОМС — 6 цифр.")],
+        help_text="The six-digit code of the organization in the OMS registry (CODE_MO of the registers)",
+    )
     ogrn = models.CharField("OGRN", max_length=15, blank=True)
     address = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ONBOARDING)

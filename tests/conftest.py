@@ -170,7 +170,9 @@ def tenant_factory(transactional_db):
     def make(*, region_code: str = "RU-MOW", role: Role = Role.UPLOADER):
         n = next(counter)
         region = region_ensure(code=region_code, name=f"Region {region_code}")
-        organization = organization_ensure(region=region, oms_code=f"{region_code[-3:]}{n:04d}", name=f"Clinic {n}")
+        # Six digits, as the OMS registry codes them; the first two differ between the test regions.
+        oms_code = f"{sum(map(ord, region_code)) % 90 + 10}{n:04d}"
+        organization = organization_ensure(region=region, oms_code=oms_code, name=f"Clinic {n}")
         user = user_ensure(username=f"{region_code}-{n}-{role}", role=role, organization=organization)
         return organization, api_token_create(user=user)
 
@@ -199,3 +201,54 @@ def api_client_for(transactional_db):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def reference_services(transactional_db):
+    """The reference services of `medai up`, enabled in every region that exists when called."""
+    from inference.demo import reference_services_load
+
+    def load(*, autonomous_organizations=()):
+        return {s.code: s for s in reference_services_load(autonomous_organizations=list(autonomous_organizations))}
+
+    return load
+
+
+@pytest.fixture
+def archived_study(use_storage):
+    """Store data sets as one receive batch of an organization; returns the Study."""
+
+    from medai.archive.models import Study
+    from medai.archive.services import ReceiveBatch
+    from tests.archive.test_receive_batch import store_all
+
+    def store(organization, datasets) -> Study:
+        with ReceiveBatch(organization=organization, storage=use_storage) as batch:
+            store_all(batch, datasets)
+        return Study.objects.get(organization=organization, study_instance_uid=str(datasets[0].StudyInstanceUID))
+
+    return store
+
+
+def _worker_in_this_process(concurrency: int):
+    from celery.contrib.testing.worker import start_worker
+
+    from medai.celery_app import app
+
+    return start_worker(app, pool="threads", concurrency=concurrency, perform_ping_check=False, shutdown_timeout=30)
+
+
+@pytest.fixture
+def worker(transactional_db):
+    """A real Celery worker in this process, consuming the test broker."""
+    with _worker_in_this_process(2):
+        yield
+
+
+@pytest.fixture
+def analysis_worker(transactional_db, triton, settings):
+    """A real Celery worker in this process, consuming the test broker, calling the real Triton."""
+    settings.TRITON_URL = triton.url
+    settings.TRITON_PROTOCOL = "grpc"
+    with _worker_in_this_process(4):
+        yield

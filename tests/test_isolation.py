@@ -9,6 +9,10 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from billing.demo import demo_tariffs_load
+from billing.exports import register_export_build, register_export_request
+from billing.models import BillableService
+from billing.services import period_close
 from inference.records import AIService
 from inference.services import study_route
 from medai.accounts.models import Role
@@ -16,6 +20,7 @@ from medai.archive.models import Study
 from medai.archive.services import ReceiveBatch
 from medai.archive.synthetic import make_series
 from tests.archive.test_receive_batch import store_all
+from tests.billing.conftest import analysis_end, last_month_noon
 
 # Open by design: no tenant data behind them.
 PUBLIC = {"healthz", "readyz", "api/schema/", "api/docs/", "", "accounts/", "oidc/", "admin/"}
@@ -43,10 +48,18 @@ def tenant(tenant_factory, use_storage):
     study, series_uid, sop = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
     service = AIService.objects.create(
         code=f"only-{organization.oms_code}", vendor="V", name="N", version="1", study_kind="chest_ct",
-        profile="chest_ct", triton_model="ct_lung_lesions", modalities=["MR"], pathology_threshold=0.5,
+        profile="chest_ct", triton_model="ct_lung_lesions", modalities=["CT"], pathology_threshold=0.5,
     )
     service.enabled_organizations.add(organization)
-    study_route(study_id=Study.objects.get(organization=organization).id)  # a worklist entry and an analysis
+    demo_tariffs_load()
+    # A worklist entry, an analysis, and a charge in last month's period, closed and exported.
+    [analysis] = study_route(study_id=Study.objects.get(organization=organization).id)
+    analysis_end(analysis, finished_at=last_month_noon())
+    charge = BillableService.objects.get(organization=organization)
+    period = period_close(period=charge.period, closed_by="finance")
+    export = register_export_request(period=period, organization=organization, file_format="csv",
+                                     requested_by="f")
+    register_export_build(export_id=export.id, organization_id=organization.id)
     instance = f"dicomweb/studies/{study}/series/{series_uid}/instances/{sop}"
     org = organization.id
     region = organization.region_id
@@ -94,6 +107,22 @@ def tenant(tenant_factory, use_storage):
         "api/v1/worklist/<str:study_uid>/claim": ("post", f"api/v1/worklist/{study}/claim"),
         "api/v1/worklist/<str:study_uid>/complete": ("post", f"api/v1/worklist/{study}/complete"),
         "api/v1/webhook": ("get", "api/v1/webhook"),
+        "api/v1/billing/tariffs": ("get", "api/v1/billing/tariffs"),
+        "api/v1/billing/tariffs/<pk>": ("get", f"api/v1/billing/tariffs/{charge.tariff_id}"),
+        "api/v1/billing/tariffs/import": ("post", "api/v1/billing/tariffs/import"),
+        "api/v1/billing/periods": ("get", "api/v1/billing/periods"),
+        "api/v1/billing/periods/<pk>": ("get", f"api/v1/billing/periods/{period.id}"),
+        "api/v1/billing/periods/<pk>/close": ("post", f"api/v1/billing/periods/{period.id}/close"),
+        "api/v1/billing/periods/<pk>/exports": ("get", f"api/v1/billing/periods/{period.id}/exports"),
+        "api/v1/billing/exports": ("get", "api/v1/billing/exports"),
+        "api/v1/billing/exports/<pk>": ("get", f"api/v1/billing/exports/{export.id}"),
+        "api/v1/billing/exports/<pk>/download": ("get", f"api/v1/billing/exports/{export.id}/download"),
+        "api/v1/billing/services": ("get", "api/v1/billing/services"),
+        "api/v1/billing/services/<int:service_id>/policy":
+            ("post", f"api/v1/billing/services/{charge.id}/policy"),
+        "api/v1/billing/services/<int:service_id>/reverse":
+            ("post", f"api/v1/billing/services/{charge.id}/reverse"),
+        "api/v1/billing/totals": ("get", "api/v1/billing/totals?group_by=organization"),
     }
     return organization, study, paths
 
@@ -119,8 +148,10 @@ def test_outsiders_get_nothing(tenant, tenant_factory, api_client_for, who):
         clients = [APIClient()]
     else:
         other, _ = tenant_factory(region_code="RU-MOW" if who == "same-region" else "RU-SPE")
-        roles = (Role.ORG_ADMIN, Role.RADIOLOGIST, Role.UPLOADER)
+        roles = (Role.ORG_ADMIN, Role.RADIOLOGIST, Role.UPLOADER, Role.FINANCE)
         clients = [api_client_for(role, organization=other) for role in roles]
+        if who == "other-region":
+            clients += [api_client_for(role, region=other.region) for role in (Role.FINANCE, Role.REGIONAL_ADMIN)]
     for client in clients:
         for route, (method, path) in paths.items():
             response = getattr(client, method)(f"/{path}", {"reason": "x", "study_instance_uid": study_uid},
@@ -129,3 +160,4 @@ def test_outsiders_get_nothing(tenant, tenant_factory, api_client_for, who):
                 assert response.status_code == 401, route
             assert not leaked(response, organization, study_uid), (route, response.status_code)
     assert Study.objects.get(organization=organization).status == Study.Status.RECEIVING
+    assert BillableService.objects.filter(organization=organization).count() == 1  # nothing reversed

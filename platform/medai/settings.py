@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "medai.dicomweb",
     "medai.runtime",
     "inference",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -96,6 +97,7 @@ CELERY_BEAT_SCHEDULE = {
     "complete-quiet-studies": {"task": "archive.complete_quiet_studies", "schedule": 10.0},
     "sweep-orphaned-objects": {"task": "archive.sweep_orphans", "schedule": 6 * 3600.0},
     "dispatch-analyses": {"task": "inference.dispatch", "schedule": 10.0},
+    "defect-rate-alerts": {"task": "inference.quality.defect_rate_alerts", "schedule": 600.0},
 }
 
 # --- Object storage --------------------------------------------------------------------------
@@ -137,6 +139,14 @@ INFERENCE_MAX_ATTEMPTS = env.int("INFERENCE_MAX_ATTEMPTS", default=3)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
 WEBHOOK_RETRY_BACKOFF_SECONDS = env.float("WEBHOOK_RETRY_BACKOFF_SECONDS", default=15.0)  # doubles each retry
+
+# --- Quality monitoring ----------------------------------------------------------------------
+# A service whose last N results all had a critical defect is suspended (0: never automatically).
+QUALITY_SUSPEND_AFTER_CRITICAL_STREAK = env.int("QUALITY_SUSPEND_AFTER_CRITICAL_STREAK", default=5)
+# The operator is alerted when a service's share of defective results in a month (nationally, or in
+# one region) passes this, once it has at least QUALITY_MIN_RESULTS results there.
+QUALITY_DEFECT_RATE_ALERT = env.float("QUALITY_DEFECT_RATE_ALERT", default=0.05)
+QUALITY_MIN_RESULTS = env.int("QUALITY_MIN_RESULTS", default=20)
 
 # --- Identity --------------------------------------------------------------------------------
 # Empty KEYCLOAK_URL: local users with API tokens (the embedded default).

@@ -13,6 +13,7 @@ api_v1 = [
     path("audit/study-access", StudyAccessListView.as_view(), name="study-access"),
     path("", include("tenants.urls")),
     path("", include("inference.urls")),
+    path("", include("billing.urls")),
 ]
 
 urlpatterns = [

@@ -76,6 +76,7 @@ def test_results_come_back_as_dicom_and_sort_the_worklist(
         [analysis] = body["analyses"]
         assert analysis["status"] == "succeeded", (name, analysis["reason"])
         assert analysis["originals_verified"] is True
+        assert analysis["defects"] == [], name  # the reference services pass technological monitoring
         report = wado_instance(analysis["sr"]["url"], token)
         assert report.Modality == "SR"
         assert report.StudyInstanceUID == uids[name]

@@ -52,7 +52,8 @@ def make_analysis(region_code: str = "RU-MOW") -> Analysis:
     n = next(_counter)
     with dangerously_unscoped():
         region = region_ensure(code=region_code, name=region_code)
-        organization = organization_ensure(region=region, oms_code=f"{region_code[-3:]}9{n:03d}", name=f"Clinic {n}")
+        oms_code = f"{sum(map(ord, region_code)) % 90 + 10}9{n:03d}"
+        organization = organization_ensure(region=region, oms_code=oms_code, name=f"Clinic {n}")
         study = Study.objects.create(organization=organization, region=region, study_instance_uid=f"1.2.826.0.{n}",
                                      last_received_at=timezone.now())
         service, _ = AIService.objects.get_or_create(

@@ -106,6 +106,9 @@ def test_up_serves_demo_tenants_stops_cleanly_and_keeps_state(tmp_path):
         assert requests.get(f"{triton}/v2/health/ready", timeout=10).status_code == 200
         models = requests.post(f"{triton}/v2/repository/index", json={}, timeout=10).json()
         assert models and all(model["state"] == "READY" for model in models), models
+        tariffs = requests.get(f"{credentials['base_url']}/api/v1/billing/tariffs",
+                               headers=bearer(users["moscow-finance"]), timeout=10).json()["results"]
+        assert {(t["region"], t["study_kind"], t["price"]) for t in tariffs} >= {("RU-MOW", "mammography", "239.00")}
         ready = requests.get(f"{credentials['base_url']}/readyz", timeout=30).json()
         assert set(ready["checks"]) == {"database", "broker", "storage", "triton"}
         assert all(check["ok"] for check in ready["checks"].values()), ready

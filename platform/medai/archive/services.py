@@ -43,10 +43,16 @@ class _Counts:
     modalities: set[str] = field(default_factory=set)
 
 
+# Instances live under this prefix; other apps keep their objects elsewhere (billing/...), out of the
+# orphan sweeper's way.
+INSTANCE_KEY_PREFIX = "org-"
+
+
 def storage_key(*, organization_id: int, study_uid: str, series_uid: str, sop_uid: str, sha256: str) -> str:
     """Unique per write: two requests racing with the same instance never share an object, so the one
     undone can delete its own without touching the one acknowledged."""
-    return f"org-{organization_id}/{study_uid}/{series_uid}/{sop_uid}.{sha256[:16]}.{secrets.token_hex(4)}.dcm"
+    unique = f"{sha256[:16]}.{secrets.token_hex(4)}"
+    return f"{INSTANCE_KEY_PREFIX}{organization_id}/{study_uid}/{series_uid}/{sop_uid}.{unique}.dcm"
 
 
 class ReceiveBatch:
@@ -269,11 +275,11 @@ def studies_complete_quiet(*, quiet_seconds: int) -> int:
 
 
 def storage_sweep_orphans(*, older_than: dt.timedelta, storage: ObjectStorage | None = None) -> int:
-    """Delete stored objects that no index row names and that are older than a request could take."""
+    """Delete stored instance objects that no index row names and that are older than a request could take."""
     storage = storage or get_storage()
     cutoff = timezone.now() - older_than
     removed = 0
-    for stored in storage.list():
+    for stored in storage.list(prefix=INSTANCE_KEY_PREFIX):
         if stored.modified < cutoff and not Instance.objects.filter(storage_key=stored.key).exists():
             storage.delete(stored.key)
             removed += 1

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
+from billing.demo import demo_tariffs_load
 from inference.demo import demo_services_load
 from medai.paths import PLATFORM_DIR, REPO_ROOT
 from medai.runtime import services
@@ -104,6 +105,7 @@ class Platform:
         credentials = self._step("demo regions, organizations and users", lambda: credentials_prepare(
             home=self.home, base_url=self.base_url, triton=self.triton))
         self._step("reference AI services", demo_services_load)
+        self._step("demo OMS tariffs", demo_tariffs_load)
         connections.close_all()  # this process needs the database no more
         self._start_processes()
         credentials_write(self.home, credentials)
