@@ -16,22 +16,28 @@ What it does:
    nor the ledger's append-only trigger run per row (the period is open while it loads, so that trigger
    would have let every row in). Indexes that back no constraint are dropped for the load and built
    after it. Then VACUUM ANALYZE, and the period is closed with `billing.services.period_close`.
-2. Exports the organization's register of that period in each format (XML package, CSV, XLSX):
+2. The cost of billing per analysis, first, on the quiet database: 300 (--quick: 50) studies with an
+   instance whose metadata carries the ENP in OtherPatientIDsSequence, and a succeeded chest-radiograph
+   analysis each, finished now; each is locked as `inference.services.analysis_lock_for_result` does
+   and billed with `billing.services.analysis_bill` inside `organization_scope`, against the ledger of
+   step 1. p50, p95 and mean of the call alone (5 warm-up calls first), its SQL queries (counted with
+   CaptureQueriesContext on a warm-up call, and listed), and the same for a repeated, already billed call.
+3. Exports the organization's register of that period in each format (XML package, CSV, XLSX):
    `register_export_request` in the organization's scope, then `register_export_build` in a child
    process (`--export-child`, Django set up before the clock starts). Prints seconds, the child's
-   peak RSS (VmHWM) and its RSS before the build, file size and services/s. For XML it checks that the
-   export is ready (the build validated the package against the XSDs), that its count and total
-   equal COUNT and SUM(amount) in SQL, and that the period became *exported*.
-3. The cost of billing per analysis: 300 (--quick: 50) studies with an instance whose metadata carries
-   the ENP in OtherPatientIDsSequence, and a succeeded chest-radiograph analysis each, finished now;
-   each is locked as `inference.services.analysis_lock_for_result` does and billed with
-   `billing.services.analysis_bill` inside `organization_scope`, against the ledger of step 1. p50,
-   p95 and mean of the call, SQL queries per call, and the same for a repeated (already billed) call.
-4. With --profile, where the XML export's time and memory go: the register's rows fetched alone, the
-   lines built (fetch + `register_lines`), the package written (`write_xml_package`), the package
-   validated (`validate_xml_package`) and hashed, each timed and with its own peak RSS.
+   peak RSS (VmHWM) and its RSS before the build (Django and the apps imported), file size and
+   services/s. Checks that each export is ready (for XML: the build validated the package against the
+   XSDs), that its count and total equal COUNT and SUM(amount) in SQL, and that the period became
+   *exported* after the XML one.
+4. With --profile, where the XML export's time and memory go, in one more child: the header's query,
+   the register's rows fetched alone, then also turned into lines (`register_lines`), then also
+   formatted and encoded (`_write_records` into a sink), then written as the package
+   (`write_xml_package`: also deflated), the package validated (`validate_xml_package`) and hashed;
+   each timed, with its own peak RSS, and the differences printed as the cost of each stage. Also
+   the register query's plan.
 
-Targets: XML export of 1 M services <= 60 s and <= 200 MB peak RSS; analysis_bill <= 2 ms at p95.
+Targets: XML export of 1 M services <= 60 s and <= 200 MB peak RSS (the worker process's, Django included);
+analysis_bill <= 2 ms at p95.
 MB is 10^6 bytes throughout.
 
 Run: .venv/bin/python bench/billing.py [--quick] [--keep] [--profile]
@@ -173,8 +179,6 @@ def create_world() -> World:
 
 # --- Seeding the ledger --------------------------------------------------------------------------
 
-SEED_TABLES = ("archive_study", "inference_analysis", "billing_billableservice")
-
 # Per generated row i: the patient p, the kind (every third a mammography), the day of last month and
 # the moment of the analysis (noon in the region), shared by the study, the analysis and the charge.
 ROW = """
@@ -186,66 +190,79 @@ ROW = """
     SELECT g.*, ((g.day + time '12:00') AT TIME ZONE %(tz)s) AS at, g.p %% 2 = 1 AS female FROM g
 """
 
-STUDIES = f"""
-INSERT INTO archive_study (id, organization_id, region_id, study_instance_uid, patient_id, patient_name,
-    patient_birth_date, patient_sex, accession_number, study_id, study_date, study_time, study_description,
-    referring_physician_name, modalities, number_of_series, number_of_instances, size_bytes, status,
-    received_at, last_received_at, completed_at)
-SELECT %(study0)s + i, %(org)s, %(region)s, %(uid)s || '.' || i, 'P' || lpad(p::text, 8, '0'),
+NAME = """
     (%(surnames)s::text[])[1 + p %% cardinality(%(surnames)s::text[])] || CASE WHEN female THEN 'а' ELSE '' END
     || '^' || CASE WHEN female THEN (%(female_names)s::text[])[1 + p / 7 %% 10]
                    ELSE (%(male_names)s::text[])[1 + p / 7 %% 10] END
-    || CASE WHEN p %% 50 = 0 THEN ''  -- some have no patronymic
+    || CASE WHEN p %% 50 = 0 THEN ''
             WHEN female THEN '^' || (%(female_patronymics)s::text[])[1 + p / 3 %% 10]
-            ELSE '^' || (%(male_patronymics)s::text[])[1 + p / 3 %% 10] END,
-    to_char(date '1940-01-01' + (p * 37 %% 27000)::int, 'YYYYMMDD'), CASE WHEN female THEN 'F' ELSE 'M' END,
-    'A' || lpad(i::text, 9, '0'), '1', day, '120000',
-    CASE WHEN mammography THEN 'Маммография' ELSE 'Флюорография' END, 'Петрова^Анна^Сергеевна',
-    CASE WHEN mammography THEN '{{MG}}'::varchar[] ELSE '{{DX}}'::varchar[] END, 1,
-    CASE WHEN mammography THEN 4 ELSE 1 END, CASE WHEN mammography THEN 40000000 ELSE 8000000 END,
-    'complete', at, at, at
-FROM ({ROW}) AS r
-"""
+            ELSE '^' || (%(male_patronymics)s::text[])[1 + p / 3 %% 10] END"""
 
-ANALYSES = f"""
-INSERT INTO inference_analysis (id, organization_id, region_id, study_id, service_id, status, reason, reason_code,
-    urgent, attempt, lease_until, probability, pathology, ai_urgent, category, outcome, autonomous, model_version,
-    sr_sop_instance_uid, sc_series_instance_uid, originals_verified, created_at, dispatched_at, started_at,
-    finished_at, deadline_at, late)
-SELECT %(analysis0)s + i, %(org)s, %(region)s, %(study0)s + i,
-    CASE WHEN mammography THEN %(mg_service)s ELSE %(cxr_service)s END, 'succeeded', '', '', false, 1, NULL,
-    0.12, false, false, '', '{{}}'::jsonb, false, '1.0', %(uid)s || '.' || i || '.99.1', %(uid)s || '.' || i || '.98',
-    true, at - interval '40 seconds', at - interval '30 seconds', at - interval '20 seconds', at,
-    at + interval '14 minutes', false
-FROM ({ROW}) AS r
-"""
+# Column: SQL over the generated row. A NOT NULL column missing here gets its model field's default.
+STUDY_COLUMNS = {
+    "id": "%(study0)s + i", "organization_id": "%(org)s", "region_id": "%(region)s",
+    "study_instance_uid": "%(uid)s || '.' || i", "patient_id": "'P' || lpad(p::text, 8, '0')", "patient_name": NAME,
+    "patient_birth_date": "to_char(date '1940-01-01' + (p * 37 %% 27000)::int, 'YYYYMMDD')",
+    "patient_sex": "CASE WHEN female THEN 'F' ELSE 'M' END", "accession_number": "'A' || lpad(i::text, 9, '0')",
+    "study_id": "'1'", "study_date": "day", "study_time": "'120000'",
+    "study_description": "CASE WHEN mammography THEN 'Маммография' ELSE 'Флюорография' END",
+    "referring_physician_name": "'Петрова^Анна^Сергеевна'",
+    "modalities": "CASE WHEN mammography THEN '{MG}'::varchar[] ELSE '{DX}'::varchar[] END",
+    "number_of_series": "1", "number_of_instances": "CASE WHEN mammography THEN 4 ELSE 1 END",
+    "size_bytes": "CASE WHEN mammography THEN 40000000 ELSE 8000000 END", "status": "'complete'",
+    "received_at": "at", "last_received_at": "at", "completed_at": "at",
+}
+ANALYSIS_COLUMNS = {
+    "id": "%(analysis0)s + i", "organization_id": "%(org)s", "region_id": "%(region)s", "study_id": "%(study0)s + i",
+    "service_id": "CASE WHEN mammography THEN %(mg_service)s ELSE %(cxr_service)s END", "status": "'succeeded'",
+    "attempt": "1", "probability": "0.12", "pathology": "false", "model_version": "'1.0'",
+    "sr_sop_instance_uid": "%(uid)s || '.' || i || '.99.1'", "sc_series_instance_uid": "%(uid)s || '.' || i || '.98'",
+    "originals_verified": "true", "created_at": "at - interval '40 seconds'",
+    "dispatched_at": "at - interval '30 seconds'", "started_at": "at - interval '20 seconds'", "finished_at": "at",
+    "deadline_at": "at + interval '14 minutes'",
+}
+CHARGE_COLUMNS = {
+    "id": "%(service0)s + i", "organization_id": "%(org)s", "region_id": "%(region)s", "kind": "'charge'",
+    "status": "'billable'", "hold": "''", "analysis_id": "%(analysis0)s + i", "study_id": "%(study0)s + i",
+    "study_kind": "CASE WHEN mammography THEN 'mammography' ELSE 'chest_xray' END", "service_date": "day",
+    "policy_number": "(7700000000000000 + p)::text",
+    "tariff_id": "CASE WHEN mammography THEN %(mg_tariff)s ELSE %(cxr_tariff)s END",
+    "amount": "CASE WHEN mammography THEN %(mg_price)s::numeric ELSE %(cxr_price)s::numeric END",
+    "period_id": "%(period)s", "reason": "''", "created_at": "at", "released_at": "at",
+}
 
-CHARGES = f"""
-INSERT INTO billing_billableservice (id, organization_id, region_id, kind, status, hold, analysis_id, study_id,
-    study_kind, service_date, policy_number, tariff_id, amount, period_id, reverses_id, reason, created_at,
-    released_at)
-SELECT %(service0)s + i, %(org)s, %(region)s, 'charge', 'billable', '', %(analysis0)s + i, %(study0)s + i,
-    CASE WHEN mammography THEN 'mammography' ELSE 'chest_xray' END, day, (7700000000000000 + p)::text,
-    CASE WHEN mammography THEN %(mg_tariff)s ELSE %(cxr_tariff)s END,
-    CASE WHEN mammography THEN %(mg_price)s::numeric ELSE %(cxr_price)s::numeric END,
-    %(period)s, NULL, '', at, at
-FROM ({ROW}) AS r
-"""
+
+def seed_statement(model, columns: dict[str, str], params: dict) -> str:
+    """INSERT ... SELECT for the model's table: the given columns, the model's defaults for the other NOT
+    NULL ones (added to params), NULL for the rest; so a new field does not break the benchmark."""
+    from django.db import connection
+
+    columns = dict(columns)
+    for field in model._meta.concrete_fields:
+        if field.column not in columns and not field.null:
+            key = f"default_{field.column}"
+            params[key] = field.get_db_prep_save(field.get_default(), connection)
+            columns[field.column] = f"%({key})s"
+    return (f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(columns.values())} FROM ({ROW}) AS r")
 
 
 def seed_ledger(world: World, n: int) -> float:
     """n studies, analyses and charges in one transaction as the superuser; returns the seconds taken."""
     import psycopg
 
-    from inference.records import StudyKind
+    from billing.models import BillableService
+    from inference.records import Analysis, StudyKind
+    from medai.archive.models import Study
 
     started = time.perf_counter()
     next_month = (world.month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     with psycopg.connect(superuser_url(os.environ["DATABASE_URL"]), autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '256MB'")
-        first = {table: conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0]
-                 for table in SEED_TABLES}
+        seeded = {Study: STUDY_COLUMNS, Analysis: ANALYSIS_COLUMNS, BillableService: CHARGE_COLUMNS}
+        first = {model._meta.db_table: conn.execute(
+            f"SELECT coalesce(max(id), 0) + 1 FROM {model._meta.db_table}").fetchone()[0] for model in seeded}
         params = {
             "n": n, "patients": max(1, n * 6 // 10), "month": world.month, "days": (next_month - world.month).days,
             "tz": TIME_ZONE, "org": world.organization_id, "region": world.region_id, "period": world.period_id,
@@ -262,7 +279,8 @@ def seed_ledger(world: World, n: int) -> float:
             # No triggers: no foreign-key checks and no ledger trigger per row (superuser only, as
             # pg_restore --disable-triggers does it). The generator assigns the ids that tie the rows.
             cursor.execute("SET LOCAL session_replication_role = replica")
-            for table, insert in zip(SEED_TABLES, (STUDIES, ANALYSES, CHARGES), strict=True):
+            for model, columns in seeded.items():
+                table, insert = model._meta.db_table, seed_statement(model, columns, params)
                 secondary = cursor.execute(
                     "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = "
                     "%s::regclass AND NOT EXISTS (SELECT FROM pg_constraint WHERE conindid = indexrelid)", [table]
@@ -275,8 +293,8 @@ def seed_ledger(world: World, n: int) -> float:
                     cursor.execute(definition)
                 cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         log(f"inserted {n} studies, analyses and charges in {time.perf_counter() - started:.1f} s; VACUUM ANALYZE")
-        for table in SEED_TABLES:
-            conn.execute(f"VACUUM ANALYZE {table}")
+        for model in seeded:
+            conn.execute(f"VACUUM ANALYZE {model._meta.db_table}")
         conn.execute("CHECKPOINT")  # the load's dirty pages written now, not while something is timed
     return time.perf_counter() - started
 
@@ -311,7 +329,8 @@ def export_request(world: World, fmt: str) -> int:
     with organization_scope(organization_id=world.organization_id):
         export = register_export_request(
             period=BillingPeriod.objects.get(id=world.period_id),
-            organization=MedicalOrganization.objects.get(id=world.organization_id), format=fmt, requested_by="bench",
+            organization=MedicalOrganization.objects.get(id=world.organization_id), file_format=fmt,
+            requested_by="bench",
         )
     return export.id  # committed: its build task went to the in-memory broker, which no worker reads
 
@@ -433,6 +452,12 @@ def bench_profile(world: World) -> dict:
         log(f"  {name}: {values['seconds']:.1f} s, peak RSS "
             f"{'n/a' if peak is None else f'{peak * 1024 / MB:.0f} MB'} "
             f"(at its start {values['rss_before_kib'] * 1024 / MB:.0f} MB)")
+    seconds = [values["seconds"] for values in result["phases"].values()]
+    stages = {"fetching the rows (DB, psycopg, Django)": seconds[1], "register_lines": seconds[2] - seconds[1],
+              "formatting and encoding ZAP and PERS": seconds[3] - seconds[2],
+              "deflating, ZIP and the LM copy": seconds[4] - seconds[3], "validation": seconds[5],
+              "header query": seconds[0], "sha256": seconds[6]}
+    log("  so the XML export's stages cost: " + ", ".join(f"{name} {value:.1f} s" for name, value in stages.items()))
     log(f"  rows fetched {result['fetched']}, lines built {result['built']}; the register's query plan:")
     for line in result["plan"]:
         log(f"    {line}")
@@ -559,6 +584,7 @@ def summary(n: int, seed_seconds: float, exports: dict[str, dict], cost: dict) -
              (seconds <= 60 and checked) if target else None),
             (f"{fmt.upper()} export peak RSS (MB)", peak, "<= 200" if fmt == "xml" else "",
              (peak <= 200 and checked) if target else None),
+            (f"{fmt.upper()} export RSS before the build (MB)", result["rss_before_kib"] * 1024 / MB, "", None),
             (f"{fmt.upper()} export services/s", result["services_per_s"], "", None),
             (f"{fmt.upper()} file size (MB)", (result["size"] or 0) / MB, "", None),
         ]

@@ -139,6 +139,7 @@ def passed_technical_checks(analysis: Analysis) -> bool:
     and no critical defect found by technological monitoring (wrong area, markings off the body...)."""
     return (
         analysis.status == Analysis.Status.SUCCEEDED
+        and not analysis.shadow
         and analysis.originals_verified
         and bool(analysis.sr_sop_instance_uid)
         and bool(analysis.sc_series_instance_uid)
@@ -244,6 +245,14 @@ def billable_services_release(*, region_id: int, hold: str) -> int:
         region_id=region_id, status=BillableService.Status.NEEDS_DATA, hold=hold
     )
     return sum(_release(service) for service in held)
+
+
+def analysis_charge_reverse(*, analysis: Analysis, reason: str) -> BillableService | None:
+    """Withdraw the charge an analysis earned, if any and not yet reversed (a recall may run twice)."""
+    charge = BillableService.objects.filter(analysis=analysis, kind=BillableService.Kind.CHARGE).first()
+    if charge is None or charge.status == BillableService.Status.VOID or hasattr(charge, "reversed_by"):
+        return None
+    return billable_service_reverse(charge=charge, reason=reason)
 
 
 @transaction.atomic

@@ -225,13 +225,14 @@ def _finish_without_result(analysis: Analysis, status: str, code: str, reason: s
         if locked is None:
             return
         services.analysis_finish(analysis=locked, status=status, reason=reason, code=code)
-        transaction.on_commit(lambda: write_refusal_report.delay(locked.id, locked.organization_id))
+        if not locked.shadow:
+            transaction.on_commit(lambda: write_refusal_report.delay(locked.id, locked.organization_id))
     logger.info("analysis %s ended %s (%s)", analysis.id, status, code)
 
 
 def _store_result(analysis: Analysis, service: AIService, outcome: Outcome, datasets: list[Dataset],
                   served_version: str, used: list[_Source]) -> None:
-    autonomous = not outcome.pathology and _autonomous(analysis, service, outcome)
+    autonomous = not analysis.shadow and not outcome.pathology and _autonomous(analysis, service, outcome)
     identity = _identity(service, served_version)
     report = build_report(
         sources=datasets, outcome=outcome, service=identity, series_instance_uid=result_uid(analysis.id, "sr-series"),
@@ -249,10 +250,14 @@ def _store_result(analysis: Analysis, service: AIService, outcome: Outcome, data
         if locked is None:
             logger.info("analysis %s: attempt %s lost the analysis; result dropped", analysis.id, analysis.attempt)
             return
-        _archive(locked, [report, *marked])
+        produced = [str(ds.SOPInstanceUID) for ds in (report, *marked)]
+        if analysis.shadow:  # kept for comparison with the current version, never put in the clinic's study
+            stored = set(produced)
+        else:
+            _archive(locked, [report, *marked])
+            stored = set(Instance.objects.filter(study_id=analysis.study_id, sop_instance_uid__in=produced)
+                         .values_list("sop_instance_uid", flat=True))
         unchanged = _originals_unchanged(analysis, used)
-        stored = set(Instance.objects.filter(study_id=analysis.study_id, sop_instance_uid__in=[
-            str(ds.SOPInstanceUID) for ds in (report, *marked)]).values_list("sop_instance_uid", flat=True))
         result = StoredResult(outcome=outcome, report=report, marked=marked, sources=datasets, stored_uids=stored,
                               originals_unchanged=unchanged)
         findings = result_findings(result, modalities=service.modalities, body_parts=service.body_parts)

@@ -24,6 +24,7 @@ class AIService(models.Model):
 
     class Stage(models.TextChoices):
         TESTING = "testing"  # runs, results kept for monitoring, not counted on clinically
+        CALIBRATION = "calibration"  # admitted on a reviewed sample; thresholds tuned on retrospective data
         CLINICAL = "clinical"  # draft reports for radiologists
         AUTONOMOUS = "autonomous"  # may close confident normals where an organization enabled it
 
@@ -56,6 +57,11 @@ class AIService(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.CharField(max_length=500, blank=True)
     deadline_seconds = models.PositiveIntegerField(default=900)
+    shadow_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="shadows",
+        help_text="A new version run in shadow beside this one: on the same live studies, its results kept, "
+                  "never delivered, until it is promoted",
+    )
     enabled_regions = models.ManyToManyField("tenants.Region", blank=True, related_name="+")
     enabled_organizations = models.ManyToManyField("tenants.MedicalOrganization", blank=True, related_name="+")
     autonomous_organizations = models.ManyToManyField(
@@ -125,6 +131,9 @@ class Analysis(TenantOwned):
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
     late = models.BooleanField(default=False)
+    shadow = models.BooleanField(default=False, help_text="Of a service in shadow: kept, never delivered or billed")
+    superseded_at = models.DateTimeField(null=True, blank=True, help_text="Withdrawn by a recall of its model version")
+    superseded_reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
         constraints = [
@@ -137,6 +146,7 @@ class Analysis(TenantOwned):
             models.Index(fields=["status", "urgent", "created_at"]),
             models.Index(fields=["organization", "-created_at"]),
             models.Index(fields=["service", "-created_at"]),
+            models.Index(fields=["service", "finished_at"]),  # monitoring's month scans
         ]
 
     def __str__(self) -> str:

@@ -21,9 +21,10 @@ class Route:
 
 
 def services_enabled_for(*, organization_id: int, region_id: int) -> QuerySet[AIService]:
-    """Active services switched on for the organization itself or for its whole region."""
+    """Active services switched on for the organization itself or for its whole region. A service in
+    shadow is never routed to on its own: it follows the service it shadows (`shadows_of`)."""
     return (
-        AIService.objects.filter(status=AIService.Status.ACTIVE)
+        AIService.objects.filter(status=AIService.Status.ACTIVE, shadow_of__isnull=True)
         .filter(Q(enabled_organizations__id=organization_id) | Q(enabled_regions__id=region_id))
         .distinct()
         .order_by("code")
@@ -39,6 +40,11 @@ def routes_for(study: Study) -> list[Route]:
         if matching:
             routes.append(Route(service=service, series=matching))
     return routes
+
+
+def shadows_of(service: AIService) -> QuerySet[AIService]:
+    """The active new versions running in shadow beside a service: they see the same studies."""
+    return service.shadows.filter(status=AIService.Status.ACTIVE).order_by("code")
 
 
 def not_routed_reason(study: Study) -> str:

@@ -3,10 +3,11 @@
 Analyses wait in the database (status `queued`), not in the broker. At most INFERENCE_CAPACITY of them
 are in flight at once, and each free slot goes, in this order, to:
 1. an urgent study (STAT/HIGH), whatever its organization;
-2. the organization with the fewest analyses in flight counting the ones picked in this round
+2. a delivered analysis before one of a service in shadow (those use capacity nobody else wants);
+3. the organization with the fewest analyses in flight counting the ones picked in this round
    (a round-robin between organizations), so one region's backlog of a thousand studies waits behind
    another clinic's single study instead of in front of it;
-3. the oldest.
+4. the oldest.
 The broker therefore never holds a backlog that a newcomer would queue behind. Urgent analyses
 also get the highest Celery priority and Triton's higher request priority.
 
@@ -37,13 +38,13 @@ WITH in_flight AS (
     SELECT organization_id, count(*) AS n FROM inference_analysis
     WHERE status IN ('dispatched', 'running') GROUP BY organization_id
 ), ranked AS (
-    SELECT a.id, a.urgent, a.created_at,
+    SELECT a.id, a.urgent, a.shadow, a.created_at,
            coalesce(f.n, 0) + row_number() OVER (
-               PARTITION BY a.organization_id ORDER BY a.urgent DESC, a.created_at, a.id) AS turn
+               PARTITION BY a.organization_id ORDER BY a.urgent DESC, a.shadow, a.created_at, a.id) AS turn
     FROM inference_analysis a LEFT JOIN in_flight f USING (organization_id)
     WHERE a.status = 'queued'
 )
-SELECT id FROM ranked ORDER BY urgent DESC, turn, created_at, id LIMIT %s
+SELECT id FROM ranked ORDER BY urgent DESC, shadow, turn, created_at, id LIMIT %s
 """
 
 

@@ -25,7 +25,7 @@ def services_visible(*, principal: Principal) -> QuerySet[AIService]:
 def analyses_of_study(*, principal: Principal, study_uid: str) -> QuerySet[Analysis]:
     return principal.scoped(
         Analysis.objects.select_related("service", "study").prefetch_related("defects")
-        .filter(study__study_instance_uid=study_uid)
+        .filter(study__study_instance_uid=study_uid, shadow=False)
     ).order_by("id")
 
 

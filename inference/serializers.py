@@ -20,6 +20,10 @@ class AIServiceSerializer(serializers.ModelSerializer):
     autonomous_organizations = serializers.SlugRelatedField(
         slug_field="oms_code", many=True, required=False, queryset=MedicalOrganization.objects.all()
     )
+    shadow_of = serializers.SlugRelatedField(
+        slug_field="code", required=False, allow_null=True, queryset=AIService.objects.all(),
+        help_text="Run in shadow beside this service (results kept, never delivered) until promoted",
+    )
 
     class Meta:
         model = AIService
@@ -77,7 +81,7 @@ class AnalysisSerializer(serializers.ModelSerializer):
         fields = [
             "id", "service", "status", "reason_code", "reason", "probability", "pathology", "category",
             "urgent_finding", "autonomous", "outcome", "model_version", "sr", "sc", "created_at", "finished_at",
-            "deadline_at", "late", "originals_verified", "defects",
+            "deadline_at", "late", "originals_verified", "defects", "superseded_at", "superseded_reason",
         ]
 
     def _study_url(self, analysis: Analysis) -> str:

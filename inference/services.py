@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from inference.records import AIService, Analysis, WorklistEntry
-from inference.routing import not_routed_reason, routes_for, study_is_urgent
+from inference.routing import not_routed_reason, routes_for, shadows_of, study_is_urgent
 from inference.signals import analysis_finished
 from inference.webhooks import webhook_enqueue
 from medai.accounts.principal import Principal
@@ -49,10 +49,11 @@ def study_route(*, study_id: int) -> list[Analysis]:
         return [analysis]
     analyses = [
         Analysis.objects.create(
-            study=study, service=route.service, **tenant, urgent=urgent,
-            deadline_at=now + dt.timedelta(seconds=route.service.deadline_seconds),
+            study=study, service=service, **tenant, urgent=urgent, shadow=shadow,
+            deadline_at=now + dt.timedelta(seconds=service.deadline_seconds),
         )
         for route in routes
+        for service, shadow in [(route.service, False), *((s, True) for s in shadows_of(route.service))]
     ]
     transaction.on_commit(analyses_dispatch)
     logger.info("study %s routed to %s", study.id, ", ".join(route.service.code for route in routes))
@@ -109,8 +110,9 @@ def analysis_finish(*, analysis: Analysis, status: str, reason: str = "", code: 
     for field, value in result.items():
         setattr(analysis, field, value)
     analysis.save()
-    worklist_refresh(study_id=analysis.study_id)
-    webhook_enqueue(analysis=analysis, event=RESULT_EVENT, payload=_result_event(analysis))
+    if not analysis.shadow:  # a shadow result is kept for comparison, never delivered
+        worklist_refresh(study_id=analysis.study_id)
+        webhook_enqueue(analysis=analysis, event=RESULT_EVENT, payload=_result_event(analysis))
     analysis_finished.send(sender=Analysis, analysis=analysis)
     return analysis
 
@@ -151,14 +153,13 @@ def worklist_refresh(*, study_id: int) -> WorklistEntry | None:
     entry = WorklistEntry.objects.select_for_update().filter(study_id=study_id).first()
     if entry is None:
         return None
-    analyses = list(Analysis.objects.filter(study_id=study_id))
+    analyses = list(Analysis.objects.filter(study_id=study_id, shadow=False, superseded_at__isnull=True))
     probabilities = [a.probability for a in analyses if a.probability is not None]
     entry.ai_probability = max(probabilities) if probabilities else None
     entry.ai_flagged = any(a.pathology for a in analyses)
     entry.urgent = entry.urgent or any(a.ai_urgent for a in analyses)
-    if entry.status in (WorklistEntry.Status.AWAITING_AI, WorklistEntry.Status.READY) and all(
-        a.status in Analysis.FINAL for a in analyses
-    ):
+    # Only a study still waiting for AI moves on: one a radiologist has (or got back) is never closed again.
+    if entry.status == WorklistEntry.Status.AWAITING_AI and all(a.status in Analysis.FINAL for a in analyses):
         closed = (
             all(a.status == Analysis.Status.SUCCEEDED and not a.pathology for a in analyses)
             and any(a.autonomous for a in analyses)

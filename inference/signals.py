@@ -6,3 +6,7 @@ from django.dispatch import Signal
 # analysis row locked, so a listener's writes commit (or roll back) with it. Argument: analysis. The
 # `billing` app charges succeeded analyses.
 analysis_finished = Signal()
+
+# Sent inside the organization's scope for each delivered result withdrawn by a recall of its model version
+# (inference.quality.versions). Arguments: analysis, reason. The `billing` app reverses its charge.
+analysis_recalled = Signal()

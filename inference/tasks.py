@@ -7,7 +7,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from inference import pipeline
-from inference.quality.tasks import critical_streak, defect_rate_alerts  # noqa: F401 - registers the tasks
+from inference.quality.clinical_tasks import draw_review_samples, recompute_metrics  # noqa: F401 - registers tasks
+from inference.quality.tasks import critical_streak, defect_rate_alerts, recall  # noqa: F401 - registers tasks
 from inference.records import Analysis
 from inference.scheduling import analyses_dispatch
 from inference.webhooks import deliver_webhook  # noqa: F401 - registers the task with the workers

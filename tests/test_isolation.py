@@ -13,9 +13,12 @@ from billing.demo import demo_tariffs_load
 from billing.exports import register_export_build, register_export_request
 from billing.models import BillableService
 from billing.services import period_close
+from inference.quality.clinical import month_metrics_recompute, review_record, review_sample_draw
+from inference.quality.records import QualityAlert, TechnicalTest
 from inference.records import AIService
 from inference.services import study_route
 from medai.accounts.models import Role
+from medai.accounts.principal import Principal
 from medai.archive.models import Study
 from medai.archive.services import ReceiveBatch
 from medai.archive.synthetic import make_series
@@ -23,7 +26,8 @@ from tests.archive.test_receive_batch import store_all
 from tests.billing.conftest import analysis_end, last_month_noon
 
 # Open by design: no tenant data behind them.
-PUBLIC = {"healthz", "readyz", "api/schema/", "api/docs/", "", "accounts/", "oidc/", "admin/"}
+# The maturity matrix pages (quality/) show services and national metrics only, to national and regional staff.
+PUBLIC = {"healthz", "readyz", "api/schema/", "api/docs/", "", "accounts/", "oidc/", "admin/", "quality/"}
 
 
 def all_routes(resolver=None, prefix: str = "") -> set[str]:
@@ -55,6 +59,17 @@ def tenant(tenant_factory, use_storage):
     # A worklist entry, an analysis, and a charge in last month's period, closed and exported.
     [analysis] = study_route(study_id=Study.objects.get(organization=organization).id)
     analysis_end(analysis, finished_at=last_month_noon())
+    # A radiologist's verdict on that result, its month's review sample and metrics, and an alert on them.
+    radiologist = Principal(subject="radiologist", roles=frozenset({Role.RADIOLOGIST}),
+                            region_id=organization.region_id, organization_id=organization.id)
+    review_record(analysis=analysis, principal=radiologist, true_pathology=False)
+    review_sample_draw(service=service, month=last_month_noon().date(), share=1.0)
+    month_metrics_recompute(month=last_month_noon().date())
+    alert = QualityAlert.objects.create(service=service, region=organization.region, month=last_month_noon().date(),
+                                        kind=QualityAlert.Kind.DRIFT, message=f"Дрейф сервиса {service.code}")
+    # The operator's technical test on the tenant's study (operator only: every tenant role is refused).
+    test = TechnicalTest.objects.create(service=service, organization=organization, name="t", labels={study: 0},
+                                        created_by="operator")
     charge = BillableService.objects.get(organization=organization)
     period = period_close(period=charge.period, closed_by="finance")
     export = register_export_request(period=period, organization=organization, file_format="csv",
@@ -106,6 +121,19 @@ def tenant(tenant_factory, use_storage):
         "api/v1/worklist": ("get", "api/v1/worklist"),
         "api/v1/worklist/<str:study_uid>/claim": ("post", f"api/v1/worklist/{study}/claim"),
         "api/v1/worklist/<str:study_uid>/complete": ("post", f"api/v1/worklist/{study}/complete"),
+        "api/v1/worklist/<str:study_uid>/reopen": ("post", f"api/v1/worklist/{study}/reopen"),
+        "api/v1/results/<int:analysis_id>/review": ("get", f"api/v1/results/{analysis.id}/review"),
+        "api/v1/quality/review-sample": ("get", "api/v1/quality/review-sample"),
+        "api/v1/quality/metrics": ("get", "api/v1/quality/metrics"),
+        "api/v1/quality/alerts": ("get", "api/v1/quality/alerts"),
+        "api/v1/quality/alerts/<int:alert_id>/acknowledge": ("post", f"api/v1/quality/alerts/{alert.id}/acknowledge"),
+        "api/v1/quality/defects": ("get", "api/v1/quality/defects"),
+        "api/v1/ai-services/<code>/promote": ("post", f"api/v1/ai-services/{service.code}/promote"),
+        "api/v1/ai-services/<code>/recall": ("post", f"api/v1/ai-services/{service.code}/recall"),
+        "api/v1/ai-services/<code>/shadow-comparison": ("get", f"api/v1/ai-services/{service.code}/shadow-comparison"),
+        "api/v1/technical-tests": ("get", "api/v1/technical-tests"),
+        "api/v1/technical-tests/<pk>": ("get", f"api/v1/technical-tests/{test.id}"),
+        "api/v1/technical-tests/<pk>/roc.png": ("get", f"api/v1/technical-tests/{test.id}/roc.png"),
         "api/v1/webhook": ("get", "api/v1/webhook"),
         "api/v1/billing/tariffs": ("get", "api/v1/billing/tariffs"),
         "api/v1/billing/tariffs/<pk>": ("get", f"api/v1/billing/tariffs/{charge.tariff_id}"),

@@ -9,8 +9,15 @@
   project, not a medical device.
 """
 
-from inference.quality.records import Defect, QualityAlert, Review, ReviewSample
+from inference.quality.records import (
+    Defect,
+    QualityAlert,
+    Review,
+    ReviewSample,
+    ServiceMonthMetrics,
+    TechnicalTest,
+)
 from inference.records import AIService, Analysis, StudyKind, WebhookDelivery, WebhookEndpoint, WorklistEntry
 
-__all__ = ["AIService", "Analysis", "Defect", "QualityAlert", "Review", "ReviewSample", "StudyKind",
-           "WebhookDelivery", "WebhookEndpoint", "WorklistEntry"]
+__all__ = ["AIService", "Analysis", "Defect", "QualityAlert", "Review", "ReviewSample", "ServiceMonthMetrics",
+           "StudyKind", "TechnicalTest", "WebhookDelivery", "WebhookEndpoint", "WorklistEntry"]

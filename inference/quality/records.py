@@ -108,3 +108,62 @@ class ReviewSample(TenantOwned):
     class Meta:
         ordering = ["month", "service", "id"]
         indexes = [models.Index(fields=["service", "month"])]
+
+
+class ServiceMonthMetrics(models.Model):
+    """Clinical monitoring of one service in one month, in one region or (region empty) the nation:
+    recomputed from the results and their reviews (`inference.quality.clinical`), never edited."""
+
+    service = models.ForeignKey("inference.AIService", on_delete=models.CASCADE, related_name="month_metrics")
+    region = models.ForeignKey("tenants.Region", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    month = models.DateField()
+    results = models.PositiveIntegerField(help_text="Succeeded results in the month")
+    positives = models.PositiveIntegerField(help_text="Results the service called pathological")
+    reviewed = models.PositiveIntegerField()
+    reviewed_positive = models.PositiveIntegerField(help_text="Reviewed results with the pathology present")
+    auroc = models.FloatField(null=True, blank=True)
+    auroc_ci_low = models.FloatField(null=True, blank=True)
+    auroc_ci_high = models.FloatField(null=True, blank=True)
+    sensitivity = models.FloatField(null=True, blank=True)
+    specificity = models.FloatField(null=True, blank=True)
+    ppv = models.FloatField(null=True, blank=True)
+    npv = models.FloatField(null=True, blank=True)
+    accuracy = models.FloatField(null=True, blank=True)
+    localisation_accuracy = models.FloatField(null=True, blank=True)
+    positive_rate_drift = models.BooleanField(default=False)
+    score_drift = models.BooleanField(default=False)
+    score_psi = models.FloatField(null=True, blank=True)
+    histogram = models.JSONField(default=dict, help_text="Scores of reviewed results by true label (ScoreHistogram)")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service", "month", "region"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "region", "month"], name="one_metrics_row_per_cell",
+                                    nulls_distinct=False),
+        ]
+
+
+class TechnicalTest(models.Model):
+    """Technical testing of a service before admission (GOST R 59921.2): a labelled reference dataset (studies
+    stored by the operator in an organization of theirs, and the true label of each) run through the
+    service, and the report with its metrics and ROC curve."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        FINISHED = "finished"
+
+    service = models.ForeignKey("inference.AIService", on_delete=models.PROTECT, related_name="technical_tests")
+    organization = models.ForeignKey("tenants.MedicalOrganization", on_delete=models.PROTECT, related_name="+",
+                                     help_text="Where the dataset's studies were stored")
+    name = models.CharField(max_length=200)
+    labels = models.JSONField(help_text="Study Instance UID -> 1 (target pathology present) or 0")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    report = models.JSONField(default=dict, blank=True)
+    roc_png = models.BinaryField(blank=True, default=b"")
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

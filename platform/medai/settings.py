@@ -98,6 +98,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-orphaned-objects": {"task": "archive.sweep_orphans", "schedule": 6 * 3600.0},
     "dispatch-analyses": {"task": "inference.dispatch", "schedule": 10.0},
     "defect-rate-alerts": {"task": "inference.quality.defect_rate_alerts", "schedule": 600.0},
+    "draw-review-samples": {"task": "inference.quality.draw_review_samples", "schedule": 24 * 3600.0},
+    "recompute-clinical-metrics": {"task": "inference.quality.recompute_metrics", "schedule": 24 * 3600.0},
 }
 
 # --- Object storage --------------------------------------------------------------------------
@@ -147,6 +149,17 @@ QUALITY_SUSPEND_AFTER_CRITICAL_STREAK = env.int("QUALITY_SUSPEND_AFTER_CRITICAL_
 # one region) passes this, once it has at least QUALITY_MIN_RESULTS results there.
 QUALITY_DEFECT_RATE_ALERT = env.float("QUALITY_DEFECT_RATE_ALERT", default=0.05)
 QUALITY_MIN_RESULTS = env.int("QUALITY_MIN_RESULTS", default=20)
+# Clinical monitoring: share of each service's monthly results drawn for review; a positive-rate shift is
+# drift only when significant and at least this large.
+QUALITY_REVIEW_SHARE = env.float("QUALITY_REVIEW_SHARE", default=0.05)
+QUALITY_DRIFT_MIN_RATE_CHANGE = env.float("QUALITY_DRIFT_MIN_RATE_CHANGE", default=0.02)
+# The maturity matrix (inference/quality/maturity.py): criteria measured over the last N months.
+QUALITY_MATURITY_MONTHS = env.int("QUALITY_MATURITY_MONTHS", default=3)
+QUALITY_MIN_REVIEWED = env.int("QUALITY_MIN_REVIEWED", default=400)
+QUALITY_MIN_CLASS_SHARE = env.float("QUALITY_MIN_CLASS_SHARE", default=0.10)
+QUALITY_ADMISSION_AUROC = env.float("QUALITY_ADMISSION_AUROC", default=0.81)
+QUALITY_MAX_DEFECT_RATE = env.float("QUALITY_MAX_DEFECT_RATE", default=0.05)
+QUALITY_AUTONOMOUS_SENSITIVITY = env.float("QUALITY_AUTONOMOUS_SENSITIVITY", default=0.99)
 
 # --- Identity --------------------------------------------------------------------------------
 # Empty KEYCLOAK_URL: local users with API tokens (the embedded default).

@@ -15,7 +15,6 @@ import pytest
 from lxml import etree
 
 from billing.register import (
-    COLUMNS,
     RegisterHeader,
     RegisterInvalid,
     RegisterLine,
@@ -25,6 +24,7 @@ from billing.register import (
     write_xlsx,
     write_xml_package,
 )
+from billing.register.tables import COLUMNS
 
 TARIFF = Decimal("239.00")
 HM, LM, ARCHIVE = "HM770002T45_26111.XML", "LM770002T45_26111.XML", "HM770002T45_26111.zip"

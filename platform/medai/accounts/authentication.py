@@ -13,7 +13,7 @@ from rest_framework import authentication, exceptions
 
 from medai.accounts.keycloak import InvalidToken, NotPermitted, configured_realm, principal_from_claims, validate_token
 from medai.accounts.models import ApiToken, hash_token
-from medai.accounts.principal import Principal
+from medai.accounts.principal import principal_of_member
 from tenants.models import MedicalOrganization
 from tenants.scope import scope_to_principal
 
@@ -85,13 +85,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         organization = membership.organization
         if organization is not None and organization.status == MedicalOrganization.Status.SUSPENDED:
             raise self._forbid(request, f"organization {organization.oms_code} is suspended")
-        principal = Principal(
-            subject=token.user.get_username(),
-            roles=frozenset({membership.role}),
-            region_id=membership.region_id,
-            organization_id=membership.organization_id,
-        )
-        return token.user, principal
+        return token.user, principal_of_member(token.user)
 
     @staticmethod
     def _refuse(request, reason: str) -> exceptions.AuthenticationFailed:

@@ -57,6 +57,15 @@ class Principal:
         return queryset
 
 
+def principal_of_member(user) -> Principal | None:
+    """The principal of a signed-in user (API token or web session), from their membership; None without one."""
+    membership = getattr(user, "membership", None)
+    if membership is None:
+        return None
+    return Principal(subject=user.get_username(), roles=frozenset({membership.role}),
+                     region_id=membership.region_id, organization_id=membership.organization_id)
+
+
 # The caller of views run without a request's credentials: drf-spectacular builds the OpenAPI schema that
 # way. Scoped to an organization that does not exist, it sees nothing.
 NOBODY = Principal(subject="", roles=frozenset(), region_id=-1, organization_id=-1)
