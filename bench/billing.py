@@ -64,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "platform"))
 sys.path.append(str(ROOT))
 
+from bench.harness import log, percentile, reset_peak_rss, seed_statement, status_kib, superuser_url  # noqa: E402
 from medai.runtime import services  # noqa: E402
 
 MB = 1_000_000
@@ -85,36 +86,9 @@ FEMALE_PATRONYMICS = ["Ивановна", "Петровна", "Сергеевн�
                       "Михайловна", "Владимировна", "Юрьевна"]
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def percentile(samples: list[float], p: float) -> float:
-    """Nearest-rank percentile: p95 of 300 samples is an observed value, not an interpolation."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
-
-def status_kib(key: str) -> int:
-    """A line of /proc/self/status in KiB (VmRSS, VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def superuser_url(app_url: str) -> str:
-    """The pgserver superuser on the application's database: it bypasses row-level security."""
-    return app_url.replace(f"{services.APP_ROLE}:@/", "postgres:@/", 1)
 
 
 def setup_django() -> None:
@@ -172,9 +146,8 @@ def create_world() -> World:
     }
     month = last_month()
     with dangerously_unscoped():
-        period = period_open_for(region_id=region.id, day=month)
-    assert period.month == month, (period.month, month)
-    return World(region.id, organization.id, period.id, month, tariffs, service_ids)
+        period_id = period_open_for(region_id=region.id, day=month)
+    return World(region.id, organization.id, period_id, month, tariffs, service_ids)
 
 
 # --- Seeding the ledger --------------------------------------------------------------------------
@@ -232,20 +205,6 @@ CHARGE_COLUMNS = {
 }
 
 
-def seed_statement(model, columns: dict[str, str], params: dict) -> str:
-    """INSERT ... SELECT for the model's table: the given columns, the model's defaults for the other NOT
-    NULL ones (added to params), NULL for the rest; so a new field does not break the benchmark."""
-    from django.db import connection
-
-    columns = dict(columns)
-    for field in model._meta.concrete_fields:
-        if field.column not in columns and not field.null:
-            key = f"default_{field.column}"
-            params[key] = field.get_db_prep_save(field.get_default(), connection)
-            columns[field.column] = f"%({key})s"
-    return (f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
-            f"SELECT {', '.join(columns.values())} FROM ({ROW}) AS r")
-
 
 def seed_ledger(world: World, n: int) -> float:
     """n studies, analyses and charges in one transaction as the superuser; returns the seconds taken."""
@@ -280,7 +239,7 @@ def seed_ledger(world: World, n: int) -> float:
             # pg_restore --disable-triggers does it). The generator assigns the ids that tie the rows.
             cursor.execute("SET LOCAL session_replication_role = replica")
             for model, columns in seeded.items():
-                table, insert = model._meta.db_table, seed_statement(model, columns, params)
+                table, insert = model._meta.db_table, seed_statement(model, columns, params, ROW)
                 secondary = cursor.execute(
                     "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = "
                     "%s::regclass AND NOT EXISTS (SELECT FROM pg_constraint WHERE conindid = indexrelid)", [table]
@@ -395,15 +354,30 @@ class _Discard:
         return len(data)
 
 
+PHASES = {
+    "header": "header: COUNT and SUM of the register (one query)",
+    "fetch": "rows fetched alone (server-side cursor, values_list)",
+    "lines": "lines built (rows fetched + register_lines)",
+    "format": "lines formatted and encoded, written nowhere (incl. built)",
+    "write": "write_xml_package (incl. rows fetched and lines built)",
+    "validate": "validate_xml_package",
+    "sha256": "sha256 of the package",
+}
+
+
 def profile_child(period_id: int, organization_id: int) -> None:
     """--profile-child: the XML export's phases one by one, each timed and with its own peak RSS."""
     setup_django()
-    from billing import exports, register
+    import importlib
+
+    from billing import exports
     from billing.models import BillingPeriod, RegisterExport
     from billing.register import validate_xml_package, write_xml_package
     from billing.selectors import register_lines, register_services
     from tenants.scope import organization_scope
 
+    # The XML writer's record loop, if it still has one of that name: formatting without deflating.
+    write_records = getattr(importlib.import_module(write_xml_package.__module__), "_write_records", None)
     phases = {}
 
     @contextlib.contextmanager
@@ -420,45 +394,52 @@ def profile_child(period_id: int, organization_id: int) -> None:
         services_qs = register_services(period=period, organization_id=organization_id)
         export = RegisterExport(organization_id=organization_id, region_id=period.region_id, period=period,
                                 format="xml", number=99)
-        with phase("header: COUNT and SUM of the register (one query)"):
+        with phase("header"):
             header = exports._header(export, services_qs)
-        with phase("rows fetched alone (server-side cursor, values_list)"):
+        with phase("fetch"):
             rows = services_qs.order_by("id").values_list(
                 "id", "policy_number", "service_date", "tariff__service_code", "study_kind",
                 "tariff__diagnosis_code", "tariff__care_profile", "tariff__price", "amount", "kind",
                 "study__patient_name", "study__patient_sex", "study__patient_birth_date")
             fetched = sum(1 for _ in rows.iterator(chunk_size=5000))
-        with phase("lines built (rows fetched + register_lines)"):
+        with phase("lines"):
             built = sum(1 for _ in register_lines(services_qs))
-        with phase("lines formatted and encoded, written nowhere (incl. built)"):
-            register._write_records(_Discard(), _Discard(), header, register_lines(services_qs))
+        if write_records is not None:
+            with phase("format"):
+                write_records(_Discard(), _Discard(), header, register_lines(services_qs))
         path = os.path.join(scratch, "register.zip")
-        with phase("write_xml_package (incl. rows fetched and lines built)"), open(path, "wb") as out:
+        with phase("write"), open(path, "wb") as out:
             write_xml_package(out, header, register_lines(services_qs))
-        with phase("validate_xml_package"):
+        size = os.path.getsize(path)
+        with phase("validate"):
             validate_xml_package(path)
-        with phase("sha256 of the package"):
+        with phase("sha256"):
             exports._sha256(path)
         plan = rows.explain().splitlines()
-    print(json.dumps({"phases": phases, "fetched": fetched, "built": built, "size": os.path.getsize(path)
-                      if os.path.exists(path) else None, "plan": plan}))
+    print(json.dumps({"phases": phases, "fetched": fetched, "built": built, "size": size, "plan": plan}))
 
 
 def bench_profile(world: World) -> dict:
     log("profiling the XML export phase by phase in a child process")
     result = run_child("--profile-child", str(world.period_id), str(world.organization_id))
-    for name, values in result["phases"].items():
+    phases = result["phases"]
+    for name, values in phases.items():
         peak = values["peak_rss_kib"]
-        log(f"  {name}: {values['seconds']:.1f} s, peak RSS "
+        log(f"  {PHASES[name]}: {values['seconds']:.1f} s, peak RSS "
             f"{'n/a' if peak is None else f'{peak * 1024 / MB:.0f} MB'} "
             f"(at its start {values['rss_before_kib'] * 1024 / MB:.0f} MB)")
-    seconds = [values["seconds"] for values in result["phases"].values()]
-    stages = {"fetching the rows (DB, psycopg, Django)": seconds[1], "register_lines": seconds[2] - seconds[1],
-              "formatting and encoding ZAP and PERS": seconds[3] - seconds[2],
-              "deflating, ZIP and the LM copy": seconds[4] - seconds[3], "validation": seconds[5],
-              "header query": seconds[0], "sha256": seconds[6]}
+    seconds = {name: values["seconds"] for name, values in phases.items()}
+    stages = {"header query": seconds["header"], "fetching the rows (DB, psycopg, Django)": seconds["fetch"],
+              "register_lines": seconds["lines"] - seconds["fetch"]}
+    if "format" in seconds:
+        stages["formatting and encoding ZAP and PERS"] = seconds["format"] - seconds["lines"]
+        stages["deflating, ZIP and the LM copy"] = seconds["write"] - seconds["format"]
+    else:
+        stages["formatting, encoding, deflating"] = seconds["write"] - seconds["lines"]
+    stages.update({"validation": seconds["validate"], "sha256": seconds["sha256"]})
     log("  so the XML export's stages cost: " + ", ".join(f"{name} {value:.1f} s" for name, value in stages.items()))
-    log(f"  rows fetched {result['fetched']}, lines built {result['built']}; the register's query plan:")
+    log(f"  rows fetched {result['fetched']}, lines built {result['built']}, package {result['size'] / MB:.1f} MB; "
+        "the register's query plan (as EXPLAIN gives it; the export's server-side cursor may plan otherwise):")
     for line in result["plan"]:
         log(f"    {line}")
     return result

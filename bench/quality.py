@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "platform"))
 sys.path.append(str(ROOT))
 
+from bench.harness import log, reset_peak_rss, seed_statement, status_kib, superuser_url  # noqa: E402
 from medai.runtime import services  # noqa: E402
 
 MB = 1_000_000
@@ -54,30 +55,8 @@ REVIEWED_EVERY = 10
 BASELINE_SHARE = 5  # the month before holds 1/5 as many results
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def status_kib(key: str) -> int:
-    """A line of /proc/self/status in KiB (VmRSS, VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def superuser_url(app_url: str) -> str:
-    """The pgserver superuser on the application's database: it bypasses row-level security."""
-    return app_url.replace(f"{services.APP_ROLE}:@/", "postgres:@/", 1)
 
 
 # --- Tenants and services ------------------------------------------------------------------------
@@ -162,20 +141,6 @@ REVIEW_COLUMNS = {
 }
 
 
-def seed_statement(model, columns: dict[str, str], params: dict, where: str = "") -> str:
-    """INSERT ... SELECT for the model's table: the given columns, the model's defaults for the other NOT
-    NULL ones (added to params), NULL for the rest; so a new field does not break the benchmark."""
-    from django.db import connection
-
-    columns = dict(columns)
-    for field in model._meta.concrete_fields:
-        if field.column not in columns and not field.null and not field.primary_key:
-            key = f"default_{field.column}"
-            params[key] = field.get_db_prep_save(field.get_default(), connection)
-            columns[field.column] = f"%({key})s"
-    return (f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
-            f"SELECT {', '.join(columns.values())} FROM ({ROW}) AS r {where}")
-
 
 def seed_month(cursor, world: World, month: dt.date, first: int, n: int) -> None:
     from inference.quality.records import Review
@@ -192,7 +157,7 @@ def seed_month(cursor, world: World, month: dt.date, first: int, n: int) -> None
     }
     for model, columns, where in ((Study, STUDY_COLUMNS, ""), (Analysis, ANALYSIS_COLUMNS, ""),
                                   (Review, REVIEW_COLUMNS, f"WHERE i %% {REVIEWED_EVERY} = 0")):
-        cursor.execute(seed_statement(model, columns, params, where), params)
+        cursor.execute(seed_statement(model, columns, params, ROW, where), params)
 
 
 def seed(world: World, n: int) -> float:

@@ -6,18 +6,17 @@ the charge commits with the result or not at all.
 """
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import JSONField, Q
-from django.db.models.expressions import RawSQL
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import BillableService, BillingPeriod, Tariff, TariffRevision
-from inference.quality.services import has_critical_defect
+from billing.signals import service_billed
 from inference.records import Analysis
-from medai.archive.models import Instance
 from medai.archive.patient import ENP_PATTERN, oms_policy_number
 from tenants.models import Region
 
@@ -100,20 +99,23 @@ def _next_month(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
-def period_open_for(*, region_id: int, day: dt.date) -> BillingPeriod:
-    """The period a service of `day` goes to: its month's, or the next open one if that closed.
+def period_open_for(*, region_id: int, day: dt.date) -> int:
+    """The id of the period a service of `day` goes to: its month's, or the next open one if that closed.
 
     The period is share-locked until the caller commits, so it cannot close under a service being added.
     """
     month = day.replace(day=1)
     while True:
-        period, _ = BillingPeriod.objects.get_or_create(region_id=region_id, month=month)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT status FROM billing_billingperiod WHERE id = %s FOR SHARE", [period.id])
-            (status,) = cursor.fetchone()
-        if status == BillingPeriod.Status.OPEN:
-            return period
-        month = _next_month(month)
+            cursor.execute("SELECT id, status FROM billing_billingperiod WHERE region_id = %s AND month = %s "
+                           "FOR SHARE", [region_id, month])
+            row = cursor.fetchone()
+        if row is None:
+            BillingPeriod.objects.get_or_create(region_id=region_id, month=month)
+        elif row[1] == BillingPeriod.Status.OPEN:
+            return row[0]
+        else:
+            month = _next_month(month)
 
 
 @transaction.atomic
@@ -134,38 +136,22 @@ def period_close(*, period: BillingPeriod, closed_by: str) -> BillingPeriod:
 # ------------------------------------------------------------------------------------------- the ledger
 
 
-def passed_technical_checks(analysis: Analysis) -> bool:
-    """Only a result without a fundamental defect is billed: both SR and SC stored, the originals intact,
-    and no critical defect found by technological monitoring (wrong area, markings off the body...)."""
+def _delivered_complete(analysis: Analysis) -> bool:
+    """Only a delivered result without a fundamental defect is billed: both SR and SC stored, the originals
+    intact, and (checked with the rest, in SQL) no critical defect found by technological monitoring."""
     return (
         analysis.status == Analysis.Status.SUCCEEDED
         and not analysis.shadow
-        and analysis.originals_verified
+        and bool(analysis.originals_verified)
         and bool(analysis.sr_sop_instance_uid)
         and bool(analysis.sc_series_instance_uid)
-        and not has_critical_defect(analysis)
     )
-
-
-def study_policy_number(*, study_id: int) -> str | None:
-    """The OMS policy number (ENP) the clinic sent in the study's first instance, if any."""
-    # Not `metadata__00101002`: Django reads an all-digit key as an array index.
-    sequence = (
-        Instance.objects.filter(study_id=study_id).order_by("id")
-        .annotate(other_ids=RawSQL("metadata -> %s::text", (OTHER_PATIENT_IDS,), output_field=JSONField()))
-        .values_list("other_ids", flat=True).first()
-    )
-    return oms_policy_number({OTHER_PATIENT_IDS: sequence}) if sequence else None
-
-
-def _service_date(analysis: Analysis, time_zone: str) -> dt.date:
-    return analysis.finished_at.astimezone(ZoneInfo(time_zone)).date()
 
 
 @dataclass(frozen=True)
 class _Price:
     tariff: Tariff | None
-    period: BillingPeriod | None
+    period_id: int | None
     hold: str
 
     @property
@@ -182,31 +168,75 @@ def _price(*, region_id: int, study_kind: str, day: dt.date, policy_number: str)
     return _Price(tariff, period_open_for(region_id=region_id, day=day), "")
 
 
+# What charging needs to know about an analysis, in one round trip: the day of service in the region's time
+# zone, whether monitoring found a critical defect, the policy number the clinic sent, the tariff in force,
+# and the day's period if it is open (share-locked, as period_open_for does; otherwise that finds one).
+_CHARGE_FACTS_SQL = """
+WITH facts AS (
+    SELECT (%(finished)s::timestamptz AT TIME ZONE r.time_zone)::date AS day,
+           EXISTS (SELECT 1 FROM inference_defect d
+                   WHERE d.analysis_id = %(analysis)s AND d.severity = 'critical') AS defective,
+           (SELECT (i.metadata -> %(other_ids)s)::text FROM archive_instance i
+            WHERE i.study_id = %(study)s ORDER BY i.id LIMIT 1) AS other_ids
+    FROM tenants_region r WHERE r.id = %(region)s
+)
+SELECT f.day, f.defective, f.other_ids, t.id, t.price, p.id FROM facts f LEFT JOIN LATERAL (
+    SELECT t.id, t.price FROM billing_tariff t
+    WHERE t.region_id = %(region)s AND t.study_kind = %(kind)s AND t.valid_from <= f.day
+      AND (t.valid_to IS NULL OR t.valid_to >= f.day)
+    LIMIT 1
+) t ON true LEFT JOIN LATERAL (
+    SELECT p.id FROM billing_billingperiod p
+    WHERE p.region_id = %(region)s AND p.month = date_trunc('month', f.day)::date AND p.status = 'open'
+    FOR SHARE
+) p ON true
+"""
+
+
+def _insert_once(service: BillableService) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: False when the study was charged already (no savepoint needed)."""
+    fields = [f for f in BillableService._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(service, True), connection) for f in fields]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {BillableService._meta.db_table} ({columns}) VALUES "
+                       f"({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING RETURNING id", values)
+        row = cursor.fetchone()
+    service.pk = row[0] if row else None
+    return row is not None
+
+
 def analysis_bill(*, analysis: Analysis) -> BillableService | None:
     """Charge a study for a succeeded analysis: once per study and kind, whatever retries or second
     services of the same kind happen. A study without a policy number, or without a tariff in force, is
-    held as *needs data*. Returns the new charge, or None when nothing was charged."""
-    if not passed_technical_checks(analysis):
+    held as *needs data*. Returns the new charge, or None when nothing was charged.
+
+    Runs in every analysis's final transaction, so it is kept to two statements (bench/billing.py)."""
+    if not _delivered_complete(analysis):
         return None
     study_kind = analysis.service.study_kind
-    if BillableService.objects.filter(study_id=analysis.study_id, study_kind=study_kind, kind="charge").exists():
+    with connection.cursor() as cursor:
+        cursor.execute(_CHARGE_FACTS_SQL, {
+            "finished": analysis.finished_at, "analysis": analysis.id, "other_ids": OTHER_PATIENT_IDS,
+            "study": analysis.study_id, "region": analysis.region_id, "kind": study_kind})
+        day, defective, other_ids, tariff_id, price, open_period_id = cursor.fetchone()
+    if defective:
         return None
-    time_zone = Region.objects.values_list("time_zone", flat=True).get(id=analysis.region_id)
-    day = _service_date(analysis, time_zone)
-    policy_number = study_policy_number(study_id=analysis.study_id) or ""
-    price = _price(region_id=analysis.region_id, study_kind=study_kind, day=day, policy_number=policy_number)
+    policy_number = (oms_policy_number({OTHER_PATIENT_IDS: json.loads(other_ids)}) if other_ids else None) or ""
+    billable = bool(policy_number and tariff_id)
+    hold = "" if billable else (BillableService.Hold.NO_TARIFF if policy_number else BillableService.Hold.NO_POLICY)
     charge = BillableService(
         organization_id=analysis.organization_id, region_id=analysis.region_id, analysis=analysis,
         study_id=analysis.study_id, study_kind=study_kind, service_date=day, policy_number=policy_number,
-        tariff=price.tariff if price.billable else None, amount=price.tariff.price if price.billable else None,
-        period=price.period, status=BillableService.Status.BILLABLE if price.billable else "needs_data",
-        hold=price.hold, released_at=timezone.now() if price.billable else None,
+        tariff_id=tariff_id if billable else None, amount=price if billable else None, hold=hold,
+        period_id=(open_period_id or period_open_for(region_id=analysis.region_id, day=day)) if billable else None,
+        status=BillableService.Status.BILLABLE if billable else BillableService.Status.NEEDS_DATA,
+        released_at=timezone.now() if billable else None,
     )
-    try:
-        with transaction.atomic():
-            charge.save()
-    except IntegrityError:
-        return None  # another service of the same kind charged the study a moment ago
+    if not _insert_once(charge):
+        return None  # retried, or another service of the same kind charged the study first
+    if charge.status == BillableService.Status.BILLABLE:
+        service_billed.send(sender=BillableService, service=charge)
     return charge
 
 
@@ -218,9 +248,10 @@ def _release(service: BillableService) -> bool:
             service.hold = price.hold
             service.save(update_fields=["hold"])
         return False
-    service.tariff, service.amount, service.period = price.tariff, price.tariff.price, price.period
+    service.tariff, service.amount, service.period_id = price.tariff, price.tariff.price, price.period_id
     service.status, service.hold, service.released_at = BillableService.Status.BILLABLE, "", timezone.now()
     service.save(update_fields=["tariff", "amount", "period", "status", "hold", "released_at"])
+    service_billed.send(sender=BillableService, service=service)
     return True
 
 
@@ -269,11 +300,13 @@ def billable_service_reverse(*, charge: BillableService, reason: str) -> Billabl
         return None
     if charge.status == BillableService.Status.VOID or BillableService.objects.filter(reverses=charge).exists():
         raise BillingConflict("Начисление уже сторнировано.")
-    return BillableService.objects.create(
+    reversal = BillableService.objects.create(
         organization_id=charge.organization_id, region_id=charge.region_id, kind=BillableService.Kind.REVERSAL,
         status=BillableService.Status.BILLABLE, analysis_id=charge.analysis_id, study_id=charge.study_id,
         study_kind=charge.study_kind, service_date=charge.service_date, policy_number=charge.policy_number,
         tariff_id=charge.tariff_id, amount=-charge.amount, reverses=charge, reason=reason[:500],
-        period=period_open_for(region_id=charge.region_id, day=charge.period.month),
+        period_id=period_open_for(region_id=charge.region_id, day=charge.period.month),
         released_at=timezone.now(),
     )
+    service_billed.send(sender=BillableService, service=reversal)
+    return reversal

@@ -10,3 +10,7 @@ analysis_finished = Signal()
 # Sent inside the organization's scope for each delivered result withdrawn by a recall of its model version
 # (inference.quality.versions). Arguments: analysis, reason. The `billing` app reverses its charge.
 analysis_recalled = Signal()
+
+# Sent inside the transaction that records a radiologist's review of a result. Argument: review. The `stats`
+# app counts reviews and disagreements.
+review_recorded = Signal()

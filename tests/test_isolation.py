@@ -151,6 +151,7 @@ def tenant(tenant_factory, use_storage):
         "api/v1/billing/services/<int:service_id>/reverse":
             ("post", f"api/v1/billing/services/{charge.id}/reverse"),
         "api/v1/billing/totals": ("get", "api/v1/billing/totals?group_by=organization"),
+        "api/v1/stats": ("get", f"api/v1/stats?level=organization&organization={organization.oms_code}"),
     }
     return organization, study, paths
 

@@ -44,6 +44,7 @@ from inference.quality.metrics import (
 from inference.quality.records import Defect, QualityAlert, Review, ReviewSample, ServiceMonthMetrics, Severity
 from inference.records import AIService, Analysis, WorklistEntry
 from inference.services import WorklistConflict
+from inference.signals import review_recorded
 from medai.accounts.principal import Principal, Scope
 from tenants.models import Region
 
@@ -161,6 +162,7 @@ def review_record(
             _entry_reopen(entry)
         _reopened_record([analysis])
     logger.info("analysis %s reviewed by %s: %s", analysis.id, principal.subject, "agrees" if agrees else "disagrees")
+    review_recorded.send(sender=Review, review=review)
     return review
 
 

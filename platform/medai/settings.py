@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "medai.runtime",
     "inference",
     "billing",
+    "medai.stats",
 ]
 
 MIDDLEWARE = [

@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("tenants.urls")),
     path("", include("inference.urls")),
     path("", include("billing.urls")),
+    path("", include("medai.stats.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,57 @@
+"""What the benchmark scripts share: logging, percentiles, reading and resetting a process's peak RSS,
+the pgserver superuser's URL, and bulk INSERT ... SELECT statements that follow the models.
+
+Imported by the scripts after they put platform/ and the repository root on sys.path.
+"""
+
+import time
+from pathlib import Path
+
+from medai.runtime import services
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """Nearest-rank percentile: p95 of 300 samples is an observed value, not an interpolation."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def status_kib(key: str) -> int:
+    """A line of /proc/self/status in KiB (VmRSS, VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs); False where not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def superuser_url(app_url: str) -> str:
+    """The pgserver superuser on the application's database: it bypasses row-level security."""
+    return app_url.replace(f"{services.APP_ROLE}:@/", "postgres:@/", 1)
+
+
+def seed_statement(model, columns: dict[str, str], params: dict, rows_sql: str, where: str = "") -> str:
+    """INSERT ... SELECT for the model's table from `rows_sql`: the given columns, the model's defaults for
+    the other NOT NULL ones (added to params), NULL for the rest; so a new field does not break a benchmark."""
+    from django.db import connection
+
+    columns = dict(columns)
+    for field in model._meta.concrete_fields:
+        if field.column not in columns and not field.null and not field.primary_key:
+            key = f"default_{field.column}"
+            params[key] = field.get_db_prep_save(field.get_default(), connection)
+            columns[field.column] = f"%({key})s"
+    return (f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
+            f"SELECT {', '.join(columns.values())} FROM ({rows_sql}) AS r {where}")

@@ -1,0 +1,25 @@
+"""Listeners that keep the daily counts live, each in the transaction (and tenant scope) of its event,
+so a count commits with what it counts or not at all."""
+
+from medai.stats import counts
+
+
+def count_completed_study(*, study_id: int, **_) -> None:
+    """`archive.signals.study_completed`: the study, and its *not routed* analysis if routing found no service
+    (routing runs first, in the `inference` receiver)."""
+    counts.counts_add(stats=counts.STUDY_STATS, key=study_id)
+
+
+def count_finished_analysis(*, analysis, **_) -> None:
+    """`inference.signals.analysis_finished`: the outcome, processing time and defects of the result."""
+    counts.counts_add(stats=counts.ANALYSIS_STATS, key=analysis.id)
+
+
+def count_review(*, review, **_) -> None:
+    """`inference.signals.review_recorded`: a radiologist's verdict, and whether it disagrees."""
+    counts.counts_add(stats=counts.REVIEW_STATS, key=review.id)
+
+
+def count_billed_service(*, service, **_) -> None:
+    """`billing.signals.service_billed`: money billed (a reversal's amount is negative)."""
+    counts.counts_add(stats=counts.BILLING_STATS, key=service.id)
