@@ -38,7 +38,7 @@ def line(service_id: int, **changes) -> RegisterLine:
         diagnosis_code="Z01.6", care_profile="78", tariff=TARIFF, amount=TARIFF, correction=False,
         family_name="Иванова", given_name="Мария", middle_name="Петровна", sex="F", birth_date=date(1970, 3, 15),
     )
-    return replace(base, **changes)
+    return base._replace(**changes)
 
 
 def header_for(lines: list[RegisterLine], **changes) -> RegisterHeader:
