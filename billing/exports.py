@@ -131,8 +131,9 @@ def period_mark_exported(*, period_id: int) -> bool:
         period = BillingPeriod.objects.select_for_update().get(id=period_id)
         if period.status != BillingPeriod.Status.CLOSED:
             return False
+        # order_by(): the model's ordering by id would make DISTINCT return every row.
         billed = set(BillableService.objects.filter(period=period, status=BillableService.Status.BILLABLE)
-                     .values_list("organization_id", flat=True).distinct())
+                     .order_by().values_list("organization_id", flat=True).distinct())
         exported = set(RegisterExport.objects.filter(period=period, format=RegisterExport.Format.XML,
                                                      status=RegisterExport.Status.READY)
                        .values_list("organization_id", flat=True))
