@@ -19,10 +19,9 @@ from billing.models import BillableService, BillingPeriod, RegisterExport
 from billing.register import (
     RegisterHeader,
     register_file_names,
-    validate_xml_package,
     write_csv,
+    write_validated_xml_package,
     write_xlsx,
-    write_xml_package,
 )
 from billing.selectors import register_lines, register_services
 from medai.archive.storage import get_storage
@@ -71,9 +70,7 @@ def _header(export: RegisterExport, services) -> RegisterHeader:
 def _write(export: RegisterExport, header: RegisterHeader, lines, path: str) -> str:
     """Write the file in its format; returns the name it is offered under."""
     if export.format == RegisterExport.Format.XML:
-        with open(path, "wb") as out:
-            write_xml_package(out, header, lines)
-        validate_xml_package(path)
+        write_validated_xml_package(path, header, lines)
         return register_file_names(header)[2]
     stem = register_file_names(header)[0].rsplit(".", 1)[0]
     if export.format == RegisterExport.Format.CSV:

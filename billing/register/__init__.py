@@ -26,7 +26,7 @@ from billing.register.model import (
 )
 from billing.register.tables import write_csv, write_xlsx
 from billing.register.validation import validate_xml_package
-from billing.register.xml import write_xml_package
+from billing.register.xml import write_validated_xml_package, write_xml_package
 
 __all__ = ["SCHEMAS", "RegisterHeader", "RegisterInvalid", "RegisterLine", "register_file_names",
-           "validate_xml_package", "write_csv", "write_xlsx", "write_xml_package"]
+           "validate_xml_package", "write_csv", "write_validated_xml_package", "write_xlsx", "write_xml_package"]

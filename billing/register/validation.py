@@ -1,7 +1,9 @@
 """Validation of an XML package before it is offered: both files against our XSDs, and the sums the XSD
 cannot check, in one streamed pass without building a tree."""
 
+import queue
 import re
+import threading
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -191,6 +193,82 @@ def validate_xml_package(package: str | Path | IO[bytes]) -> None:
         scans = pool.submit(_scan, archive, hm, _schema("register.xsd"), "ZAP"), \
             pool.submit(_scan, archive, lm, _schema("persons.xsd"), "PERS")
         register, persons = (scan.result() for scan in scans)
+    _check_form(hm, register)
+    _check_form(lm, persons)
+    _check_register(hm, register)
+    _check_persons(lm, persons, hm, register.records)
+
+
+class _Pipe:
+    """Bytes handed from the writer to a validating parser in another thread (a bounded queue: the writer
+    waits when the parser is behind, so memory stays constant)."""
+
+    def __init__(self) -> None:
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)  # a write is a batch of 2,000 records
+        self._rest, self._ended = b"", False
+
+    def write(self, data: bytes) -> None:
+        self._chunks.put(data)
+
+    def close(self) -> None:
+        self._chunks.put(None)
+
+    def read(self, size: int) -> bytes:
+        while not self._rest:
+            chunk = None if self._ended else self._chunks.get()
+            if chunk is None:
+                self._ended = True
+                return b""
+            self._rest = chunk
+        piece, self._rest = self._rest[:size], self._rest[size:]
+        return piece
+
+    def drain(self) -> None:
+        """After a failed parse: take what the writer still sends, so it never waits for nobody."""
+        while not self._ended:
+            self._ended = self._chunks.get() is None
+
+
+class StreamValidation:
+    """Validate a member while it is written: `write` hands its bytes to a parser in a thread; `result`
+    waits for the end and returns the tally, or None when the member must be validated again from the
+    file to name the line of its error (`validate_xml_package` does that)."""
+
+    def __init__(self, schema_name: str, record: str) -> None:
+        self.pipe, self.tally = _Pipe(), None
+        self._thread = threading.Thread(target=self._run, args=(_schema(schema_name), record), daemon=True)
+        self._thread.start()
+
+    def _run(self, schema: etree.XMLSchema, record: str) -> None:
+        parser = _parser(schema)
+        try:
+            tally = _Tally(self.pipe, record)
+            etree.parse(tally, parser)
+        except Exception:  # any failure: the package is validated again from the file, which names it
+            self.pipe.drain()
+            return
+        if not _first_error(parser.error_log):
+            self.tally = tally
+
+    def write(self, data: bytes) -> None:
+        self.pipe.write(data)
+
+    def result(self) -> _Tally | None:
+        self.pipe.close()
+        self._thread.join()
+        return self.tally
+
+
+def validate_written_package(package: str | Path, register: _Tally | None, persons: _Tally | None) -> None:
+    """Finish what StreamValidation began: the checks a schema cannot make, and the archive's integrity.
+    A member that failed its schema is validated again from the package, which names the line."""
+    if register is None or persons is None:
+        validate_xml_package(package)
+        raise RegisterInvalid("the package failed its schema while written, but not when read back")
+    with zipfile.ZipFile(package) as archive:
+        hm, lm = _members(archive)
+        if broken := archive.testzip():
+            raise RegisterInvalid(f"{broken}: damaged in the archive")
     _check_form(hm, register)
     _check_form(lm, persons)
     _check_register(hm, register)

@@ -21,6 +21,7 @@ from billing.register import (
     register_file_names,
     validate_xml_package,
     write_csv,
+    write_validated_xml_package,
     write_xlsx,
     write_xml_package,
 )
@@ -210,3 +211,27 @@ def test_twenty_thousand_lines_stream_in_constant_memory(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 8 * 2**20  # streamed: about 4 MB; with the 20,000 lines held in a list: 12 MB
+
+
+def test_validating_while_writing_gives_the_same_package_and_passes_it(tmp_path, package):
+    streamed = tmp_path / "streamed.zip"
+    write_validated_xml_package(str(streamed), header_for(SAMPLE), iter(SAMPLE))
+    assert streamed.read_bytes() == package.read_bytes()
+
+
+def test_validating_while_writing_refuses_a_bad_line_and_names_it(tmp_path):
+    bad = [*SAMPLE[:2], line(3, policy_number="770000000000001")]  # an ENP of 15 digits
+    with pytest.raises(RegisterInvalid, match=r"HM770002T45_26111\.XML, line 7: .*NPOLIS"):
+        write_validated_xml_package(str(tmp_path / ARCHIVE), header_for(bad), iter(bad))
+
+
+def test_validating_while_writing_streams_in_constant_memory(tmp_path):
+    count = 20_000
+    tracemalloc.start()
+    try:
+        write_validated_xml_package(str(tmp_path / ARCHIVE), header_for([], count=count, total=TARIFF * count),
+                                    many(count))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20
