@@ -47,9 +47,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import logging
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -64,8 +62,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "platform"))
 sys.path.append(str(ROOT))
 
-from bench.harness import log, percentile, reset_peak_rss, seed_statement, status_kib, superuser_url  # noqa: E402
-from medai.runtime import services  # noqa: E402
+from bench.harness import (  # noqa: E402
+    log,
+    migrated_django,
+    percentile,
+    reset_peak_rss,
+    seed_statement,
+    status_kib,
+    superuser_url,
+)
 
 MB = 1_000_000
 TIME_ZONE = "Europe/Moscow"
@@ -603,23 +608,7 @@ def main() -> None:
     n, billed = (50_000, 50) if args.quick else (1_000_000, 300)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # pgserver's platformdirs, harmless
     wall = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="medai-bench-billing-"))
-    log(f"working in {home}")
-    with contextlib.ExitStack() as cleanup:
-        if not args.keep:
-            cleanup.callback(shutil.rmtree, home, ignore_errors=True)
-        postgres = services.start_postgres(home / "pg")
-        cleanup.callback(postgres.stop)
-        os.environ.update({"DATABASE_URL": postgres.url, "MEDAI_HOME": str(home),
-                           "DJANGO_SETTINGS_MODULE": "medai.settings", "CELERY_BROKER_URL": "memory://",
-                           "S3_ENDPOINT_URL": "", "LOG_LEVEL": "WARNING"})
-        setup_django()
-        logging.getLogger("kombu.connection").setLevel(logging.ERROR)  # memory://: "no hostname supplied"
-        from django.core.management import call_command
-        from django.db import connections
-
-        cleanup.callback(connections.close_all)
-        call_command("migrate", verbosity=0)
+    with migrated_django("medai-bench-billing-", keep=args.keep) as home:
         world = create_world()
         log(f"seeding {n} billable services of one organization in {world.month:%Y-%m}")
         seed_seconds = seed_ledger(world, n)

@@ -1,10 +1,17 @@
-"""What the benchmark scripts share: logging, percentiles, reading and resetting a process's peak RSS,
-the pgserver superuser's URL, and bulk INSERT ... SELECT statements that follow the models.
+"""What the benchmark scripts share: a migrated Django on embedded PostgreSQL, logging, percentiles,
+reading and resetting a process's peak RSS, the pgserver superuser's URL, and bulk INSERT ... SELECT
+statements that follow the models.
 
 Imported by the scripts after they put platform/ and the repository root on sys.path.
 """
 
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from medai.runtime import services
@@ -55,3 +62,30 @@ def seed_statement(model, columns: dict[str, str], params: dict, rows_sql: str, 
             columns[field.column] = f"%({key})s"
     return (f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
             f"SELECT {', '.join(columns.values())} FROM ({rows_sql}) AS r {where}")
+
+
+@contextlib.contextmanager
+def migrated_django(prefix: str, *, keep: bool) -> Iterator[Path]:
+    """A temporary MEDAI_HOME with embedded PostgreSQL, and Django set up and migrated on it: objects as
+    local files, Celery on its in-memory broker (nothing is consumed). Removed at the end unless `keep`;
+    yields the home."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    log(f"working in {home}")
+    with contextlib.ExitStack() as cleanup:
+        if not keep:
+            cleanup.callback(shutil.rmtree, home, ignore_errors=True)
+        postgres = services.start_postgres(home / "pg")
+        cleanup.callback(postgres.stop)
+        os.environ.update({"DATABASE_URL": postgres.url, "MEDAI_HOME": str(home),
+                           "DJANGO_SETTINGS_MODULE": "medai.settings", "CELERY_BROKER_URL": "memory://",
+                           "S3_ENDPOINT_URL": "", "LOG_LEVEL": "WARNING"})
+        import django
+
+        django.setup()
+        logging.getLogger("kombu.connection").setLevel(logging.ERROR)  # memory://: "no hostname supplied"
+        from django.core.management import call_command
+        from django.db import connections
+
+        cleanup.callback(connections.close_all)
+        call_command("migrate", verbosity=0)
+        yield home

@@ -25,14 +25,10 @@ Run: .venv/bin/python bench/quality.py [--quick] [--keep]
 """
 
 import argparse
-import contextlib
 import datetime as dt
-import logging
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,8 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "platform"))
 sys.path.append(str(ROOT))
 
-from bench.harness import log, reset_peak_rss, seed_statement, status_kib, superuser_url  # noqa: E402
-from medai.runtime import services  # noqa: E402
+from bench.harness import (  # noqa: E402
+    log,
+    migrated_django,
+    reset_peak_rss,
+    seed_statement,
+    status_kib,
+    superuser_url,
+)
 
 MB = 1_000_000
 TARGET_SECONDS = 30.0
@@ -247,25 +249,7 @@ def main() -> None:
     n = 100_000 if args.quick else 1_000_000
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # pgserver's platformdirs, harmless
     wall = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="medai-bench-quality-"))
-    log(f"working in {home}")
-    with contextlib.ExitStack() as cleanup:
-        if not args.keep:
-            cleanup.callback(shutil.rmtree, home, ignore_errors=True)
-        postgres = services.start_postgres(home / "pg")
-        cleanup.callback(postgres.stop)
-        os.environ.update({"DATABASE_URL": postgres.url, "MEDAI_HOME": str(home),
-                           "DJANGO_SETTINGS_MODULE": "medai.settings", "CELERY_BROKER_URL": "memory://",
-                           "S3_ENDPOINT_URL": "", "LOG_LEVEL": "WARNING"})
-        import django
-
-        django.setup()
-        logging.getLogger("kombu.connection").setLevel(logging.ERROR)
-        from django.core.management import call_command
-        from django.db import connections
-
-        cleanup.callback(connections.close_all)
-        call_command("migrate", verbosity=0)
+    with migrated_django("medai-bench-quality-", keep=args.keep) as home:
         world = create_world()
         log(f"seeding {n} results of {world.month:%Y-%m} and {n // BASELINE_SHARE} of {world.baseline:%Y-%m}, "
             f"every {REVIEWED_EVERY}th reviewed, {len(world.service_ids)} services, {len(REGIONS)} regions")
