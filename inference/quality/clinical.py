@@ -91,10 +91,16 @@ def results() -> QuerySet[Analysis]:
     )
 
 
+def month_span(month: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC instants between which a result of `month` finished: its first midnight, and the next month's."""
+    start = month_start(month)
+    return _utc_midnight(start), _utc_midnight(_next_month(start))
+
+
 def results_in(month: dt.date) -> QuerySet[Analysis]:
     """The results that finished in `month` (UTC)."""
-    start = month_start(month)
-    return results().filter(finished_at__gte=_utc_midnight(start), finished_at__lt=_utc_midnight(_next_month(start)))
+    since, until = month_span(month)
+    return results().filter(finished_at__gte=since, finished_at__lt=until)
 
 
 # --- reviews and the worklist ---------------------------------------------------------------------------------

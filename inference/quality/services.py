@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from inference.quality.clinical import month_span, month_start
 from inference.quality.records import Defect, QualityAlert, Severity
 from inference.quality.technological import Finding
 from inference.records import AIService, Analysis
@@ -53,10 +54,6 @@ def has_critical_defect(analysis: Analysis) -> bool:
     return Defect.objects.filter(analysis=analysis, severity=Severity.CRITICAL).exists()
 
 
-def _month(day: dt.date) -> dt.date:
-    return day.replace(day=1)
-
-
 def critical_streak_check(*, service_id: int) -> bool:
     """Suspend a service whose last N results each had a critical defect, and tell the operator why.
     Needs the national scope (a service's results span tenants). Returns whether it suspended."""
@@ -81,7 +78,7 @@ def critical_streak_check(*, service_id: int) -> bool:
     service.status, service.status_reason = AIService.Status.SUSPENDED, reason
     service.save(update_fields=["status", "status_reason"])
     QualityAlert.objects.get_or_create(
-        service=service, region=None, month=_month(timezone.localdate()), kind=QualityAlert.Kind.CRITICAL_STREAK,
+        service=service, region=None, month=month_start(timezone.localdate()), kind=QualityAlert.Kind.CRITICAL_STREAK,
         defaults={"message": reason, "value": float(streak)},
     )
     logger.warning("service %s suspended: %s", service.code, reason)
@@ -91,9 +88,7 @@ def critical_streak_check(*, service_id: int) -> bool:
 def defect_rate_alerts(*, month: dt.date) -> list[QualityAlert]:
     """Alert on each service whose share of defective results in `month` (nationally and per region)
     passed QUALITY_DEFECT_RATE_ALERT over at least QUALITY_MIN_RESULTS results. Needs the national scope."""
-    start = _month(month)
-    end = (start + dt.timedelta(days=32)).replace(day=1)
-    since, until = (dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) for day in (start, end))
+    start, (since, until) = month_start(month), month_span(month)
     finished = Analysis.objects.filter(service__isnull=False, finished_at__gte=since, finished_at__lt=until,
                                        status__in=(Analysis.Status.SUCCEEDED, Analysis.Status.FAILED))
     counts = {"results": Count("id", distinct=True),
