@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from inference.records import AIService, Analysis, WorklistEntry
 from inference.routing import not_routed_reason, routes_for, shadows_of, study_is_urgent
-from inference.signals import analysis_finished
+from inference.signals import analysis_finished, study_routed
 from inference.webhooks import webhook_enqueue
 from medai.accounts.principal import Principal
 from medai.archive.models import Study
@@ -46,6 +46,7 @@ def study_route(*, study_id: int) -> list[Analysis]:
         webhook_enqueue(analysis=analysis, event=RESULT_EVENT, payload=_result_event(analysis))
         transaction.on_commit(lambda: write_refusal_report.delay(analysis.id, analysis.organization_id))
         logger.info("study %s routed to no service", study.id)
+        study_routed.send(sender=None, study_id=study.id)
         return [analysis]
     analyses = [
         Analysis.objects.create(
@@ -57,6 +58,7 @@ def study_route(*, study_id: int) -> list[Analysis]:
     ]
     transaction.on_commit(analyses_dispatch)
     logger.info("study %s routed to %s", study.id, ", ".join(route.service.code for route in routes))
+    study_routed.send(sender=None, study_id=study.id)
     return analyses
 
 

@@ -7,6 +7,11 @@ from django.dispatch import Signal
 # `billing` app charges succeeded analyses.
 analysis_finished = Signal()
 
+# Sent once per study, inside the transaction that routes it (to services, or to none), so a listener counts
+# each study once even when a crashed completion task re-runs. Argument: study_id. The `stats` app counts
+# studies received and not routed.
+study_routed = Signal()
+
 # Sent inside the organization's scope for each delivered result withdrawn by a recall of its model version
 # (inference.quality.versions). Arguments: analysis, reason. The `billing` app reverses its charge.
 analysis_recalled = Signal()

@@ -1,6 +1,6 @@
 """The live counts equal a recount from the source rows, after a random mix of events through the real
-write functions: studies completed, routed or not, analyses ending every way, reviews, charges held,
-released and reversed."""
+write functions: studies completed (some completion tasks re-run), routed or not, analyses ending every way,
+reviews, charges held, released and reversed."""
 
 import datetime as dt
 import random
@@ -25,10 +25,12 @@ def table() -> list[tuple]:
     return list(DailyCount.objects.order_by(*columns).values_list(*columns, "value"))
 
 
-def complete(study) -> list:
-    """Complete a study as the quiet sweep does, and run its completion task here (routing it)."""
+def complete(study, *, runs: int = 1) -> list:
+    """Complete a study as the quiet sweep does, and run its completion task here (routing it); a second
+    run is the re-run after a worker crashed before acknowledging the task."""
     study_complete(study=study)
-    study_completed(study.id, study.organization_id)
+    for _ in range(runs):
+        study_completed(study.id, study.organization_id)
     return list(study.analyses.order_by("id"))
 
 
@@ -39,7 +41,7 @@ def random_events(rng: random.Random, clinics, archived_study) -> int:
         dataset = radiograph(policy=rng.choice([POLICY, POLICY, None]))
         if n == 0 or rng.random() < 0.2:
             dataset.Modality = "US"  # no service reads ultrasound: not routed
-        analyses = complete(archived_study(organization, [dataset]))
+        analyses = complete(archived_study(organization, [dataset]), runs=2 if n % 3 == 0 else 1)
         studies += 1
         for analysis in analyses:
             if analysis.service_id is None:

@@ -4,9 +4,9 @@ so a count commits with what it counts or not at all."""
 from medai.stats import counts
 
 
-def count_completed_study(*, study_id: int, **_) -> None:
-    """`archive.signals.study_completed`: the study, and its *not routed* analysis if routing found no service
-    (routing runs first, in the `inference` receiver)."""
+def count_routed_study(*, study_id: int, **_) -> None:
+    """`inference.signals.study_routed`: the study, and its *not routed* analysis if routing found no service.
+    Sent once per study (not on `study_completed`, whose task a worker crash re-runs)."""
     counts.counts_add(stats=counts.STUDY_STATS, key=study_id)
 
 
