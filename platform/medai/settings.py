@@ -8,6 +8,7 @@ sets the URLs (see the README's configuration table and the Helm chart's ConfigM
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 from medai.paths import REPO_ROOT
 
@@ -101,6 +102,8 @@ CELERY_BEAT_SCHEDULE = {
     "defect-rate-alerts": {"task": "inference.quality.defect_rate_alerts", "schedule": 600.0},
     "draw-review-samples": {"task": "inference.quality.draw_review_samples", "schedule": 24 * 3600.0},
     "recompute-clinical-metrics": {"task": "inference.quality.recompute_metrics", "schedule": 24 * 3600.0},
+    # 00:30 UTC: yesterday is over in every region (all lie east of UTC).
+    "stats-nightly": {"task": "stats.nightly", "schedule": crontab(hour=0, minute=30)},
 }
 
 # --- Object storage --------------------------------------------------------------------------

@@ -1,11 +1,16 @@
-"""The daily counts behind every statistic, at the organization level.
+"""The daily counts behind every statistic: per organization, rolled up to region and nation.
 
-One row per organization x day x modality x AI service x stat, never a zero row (Zulip's `RealmCount`
-in spirit). Region and national figures are SQL `GROUP BY`s over this one table, read through its
-(region, day) and (day) indexes: a day of the whole nation is a few thousand small rows, so a separate
-region or national table would only add a second truth to keep equal. Processing time is kept as a
-histogram: stats `processing_time:00`..`processing_time:39` count results by log-spaced buckets, so
-p50 and p95 add up correctly across organizations (a mean of means would not).
+`DailyCount` is the truth: one row per organization x day x modality x AI service x stat, never a zero
+row (Zulip's `RealmCount` in spirit), written live by the events it counts. Processing time is kept as a
+histogram: stats `processing_time:00`..`processing_time:39` count results by log-spaced buckets, so p50
+and p95 add up correctly across organizations (a mean of means would not).
+
+`RegionDailyCount` and `NationalDailyCount` are its sums (Zulip's `InstallationCount`), so a national
+page reads thousands of rows, not millions. They hold the days up to `RollupState.rolled_up_through`,
+which the nightly task moves to the day before yesterday (no event lands that late but a re-run);
+readers add the organization rows of the days after it. A write to an organization row of a rolled-up
+day (a late event, a rebuild) is carried into the sums by a trigger (migration 0003), so the three
+levels always agree.
 """
 
 from django.db import models
@@ -13,7 +18,9 @@ from django.db import models
 from medai.archive.models import TenantOwned
 
 
-class DailyCount(TenantOwned):
+class CountCell(models.Model):
+    """The key and value of a count, whatever the level."""
+
     day = models.DateField(help_text="The day of the event, in the region's time zone")
     modality = models.CharField(max_length=16, blank=True, help_text="The study's first modality; empty if none")
     service = models.ForeignKey("inference.AIService", null=True, blank=True, on_delete=models.PROTECT,
@@ -22,11 +29,41 @@ class DailyCount(TenantOwned):
     value = models.BigIntegerField()
 
     class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.stat} = {self.value}"
+
+
+class DailyCount(TenantOwned, CountCell):
+    class Meta:
         constraints = [
             models.UniqueConstraint(fields=["organization", "day", "stat", "modality", "service"],
                                     name="one_count_per_cell", nulls_distinct=False),
         ]
         indexes = [models.Index(fields=["region", "day"]), models.Index(fields=["day"])]
 
-    def __str__(self) -> str:
-        return f"{self.day} {self.stat} = {self.value}"
+
+class RegionDailyCount(CountCell):
+    region = models.ForeignKey("tenants.Region", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["region", "day", "stat", "modality", "service"],
+                                    name="one_region_count_per_cell", nulls_distinct=False),
+        ]
+        indexes = [models.Index(fields=["day"])]
+
+
+class NationalDailyCount(CountCell):
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "stat", "modality", "service"],
+                                    name="one_national_count_per_cell", nulls_distinct=False),
+        ]
+
+
+class RollupState(models.Model):
+    """One row: the last day whose counts the region and national tables hold (None: no day yet)."""
+
+    rolled_up_through = models.DateField(null=True, blank=True)

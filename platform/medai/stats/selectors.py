@@ -1,13 +1,16 @@
 """Reads of statistics: which counts a caller may see at a level, and the table they ask for.
 
-Every level reads the organization-level table: a region or the nation is a GROUP BY over its
-(region, day) or (day) index. Above the organization level, small cells are suppressed so that no
+A table is read from the coarsest level that still has its grouping: the national sums, the region sums,
+or the organization counts, for the days rolled up; the organization counts of the later days are
+added (see medai.stats.models). Above the organization level, small cells are suppressed so that no
 patient can be singled out: a count under STATS_SMALL_CELL shows as "<N", and values derived from few
-results (billed amount, processing time) are suppressed with it.
+results (billed amount, processing time) are suppressed with it. Where a column would have a single
+suppressed cell, the smallest other one is hidden too ("*"), or the total would give it away.
 """
 
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -18,7 +21,8 @@ from django.http import Http404
 
 from medai.accounts.principal import Principal, Scope
 from medai.stats.counts import COUNTED, HISTOGRAM_BUCKETS, PROCESSING_TIME, bucket_upper_seconds
-from medai.stats.models import DailyCount
+from medai.stats.models import DailyCount, NationalDailyCount, RegionDailyCount
+from medai.stats.rollups import rolled_up_through
 from tenants.models import MedicalOrganization, Region
 
 LEVELS = ("national", "region", "organization")
@@ -26,21 +30,29 @@ GROUPS = {"day": F("day"), "month": TruncMonth("day"), "modality": F("modality")
           "region": F("region__code"), "organization": F("organization__oms_code")}
 DERIVED = ("billed_amount", "processing_p50_s", "processing_p95_s")
 STATS = COUNTED + DERIVED
+HIDDEN = "*"
 
 
 def small_cell() -> int:
     return getattr(settings, "STATS_SMALL_CELL", 5)
 
 
-def counts_visible(*, principal: Principal, level: str, region_code: str = "", organization_code: str = ""
-                   ) -> QuerySet[DailyCount]:
-    """The counts of one level the caller asked for: the nation, a region or an organization. A level
-    above the caller's scope is refused; a region or organization outside it does not exist (404)."""
-    counts = principal.scoped(DailyCount.objects.all())
+@dataclass(frozen=True)
+class Slice:
+    """The part of the nation a table covers: all of it, a region, or an organization."""
+
+    level: str
+    region: Region | None = None
+    organization: MedicalOrganization | None = None
+
+
+def slice_visible(*, principal: Principal, level: str, region_code: str = "", organization_code: str = "") -> Slice:
+    """The level the caller asked for: the nation, a region or an organization. A level above the caller's
+    scope is refused; a region or organization outside it does not exist (404)."""
     if level == "national":
         if principal.scope is not Scope.NATIONAL:
             raise PermissionDenied("Статистика по стране доступна министерству и администратору платформы.")
-        return counts
+        return Slice(level)
     if level == "region":
         if principal.scope is Scope.ORGANIZATION:
             raise PermissionDenied("Статистика по региону доступна сотрудникам региона и министерства.")
@@ -52,7 +64,7 @@ def counts_visible(*, principal: Principal, level: str, region_code: str = "", o
         region = regions.first()
         if region is None:
             raise Http404("Нет такого региона.")
-        return counts.filter(region_id=region.id)
+        return Slice(level, region=region)
     code = {"oms_code": organization_code} if organization_code else {}
     if principal.scope is Scope.ORGANIZATION:
         organizations = MedicalOrganization.objects.filter(id=principal.organization_id, **code)
@@ -60,24 +72,63 @@ def counts_visible(*, principal: Principal, level: str, region_code: str = "", o
         organizations = MedicalOrganization.objects.filter(region_id=principal.region_id, **code)
     else:
         organizations = MedicalOrganization.objects.filter(**code) if code else MedicalOrganization.objects.none()
-    organization = organizations.first()
+    organization = organizations.select_related("region").first()
     if organization is None:
         raise Http404("Нет такой медицинской организации.")
-    return counts.filter(organization_id=organization.id)
+    return Slice(level, region=organization.region, organization=organization)
 
 
-def stats_table(*, counts: QuerySet[DailyCount], date_from: dt.date, date_to: dt.date, group_by: list[str],
-                stats: list[str], suppress_below: int | None) -> list[dict]:
-    """Sums of the counts of `date_from`..`date_to`, one row per combination of `group_by` (in one query),
-    with the requested stats; cells under `suppress_below` studies shown as "<N"."""
+def _sources(part: Slice, group_by: list[str], date_from: dt.date, date_to: dt.date) -> list[QuerySet]:
+    """The rows to sum: the coarsest table with the grouping for the rolled-up days, the organization
+    counts for the days after them."""
+    counts = DailyCount.objects.all()
+    if part.organization is not None:
+        return [counts.filter(organization=part.organization, day__range=(date_from, date_to))]
+    if part.region is not None:
+        counts = counts.filter(region=part.region)
+    if "organization" in group_by:
+        return [counts.filter(day__range=(date_from, date_to))]
+    if part.region is not None or "region" in group_by:
+        sums = RegionDailyCount.objects.filter(**({"region": part.region} if part.region else {}))
+    else:
+        sums = NationalDailyCount.objects.all()
+    through = rolled_up_through()
+    if through is None or through < date_from:
+        return [counts.filter(day__range=(date_from, date_to))]
+    if through >= date_to:
+        return [sums.filter(day__range=(date_from, date_to))]
+    return [sums.filter(day__range=(date_from, through)),
+            counts.filter(day__range=(through + dt.timedelta(days=1), date_to))]
+
+
+def stats_table(*, part: Slice, date_from: dt.date, date_to: dt.date, group_by: list[str], stats: list[str],
+                suppress_below: int | None, modalities: list[str] | None = None) -> list[dict]:
+    """Sums of the counts of `date_from`..`date_to` (of some modalities only, if given), one row per
+    combination of `group_by`, with the requested stats; cells under `suppress_below` studies shown as "<N"."""
     aliases = {f"by_{name}": GROUPS[name] for name in group_by}
-    rows = (counts.filter(day__range=(date_from, date_to)).annotate(**aliases).values(*aliases, "stat")
-            .annotate(total=Sum("value")).order_by(*aliases, "stat"))
-    cells: dict[tuple, dict[str, int]] = defaultdict(dict)
-    for row in rows:
-        cells[tuple(row[alias] for alias in aliases)][row["stat"]] = row["total"]
-    return [{**{name: _shown(name, value) for name, value in zip(group_by, key, strict=True)},
-             **_stat_values(values, stats, suppress_below)} for key, values in cells.items()]
+    cells: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for source in _sources(part, group_by, date_from, date_to):
+        if modalities:
+            source = source.filter(modality__in=modalities)
+        for row in source.annotate(**aliases).values(*aliases, "stat").annotate(total=Sum("value")).order_by():
+            cells[tuple(row[alias] for alias in aliases)][row["stat"]] += row["total"]
+    rows = [{**{name: _shown(name, value) for name, value in zip(group_by, key, strict=True)},
+             **_stat_values(cells[key], stats, suppress_below)}
+            for key in sorted(cells, key=lambda key: tuple("" if v is None else str(v) for v in key))]
+    if suppress_below is not None and len(rows) > 1:
+        _hide_complements(rows, [stat for stat in stats if stat in COUNTED or stat == "billed_amount"])
+    return rows
+
+
+def _hide_complements(rows: list[dict], columns: list[str]) -> None:
+    """Where a column has exactly one suppressed cell, hide its smallest other non-zero cell as well."""
+    for column in columns:
+        suppressed = [row for row in rows if str(row[column]).startswith("<")]
+        if len(suppressed) != 1:
+            continue
+        others = [row for row in rows if row is not suppressed[0] and row[column] not in (None, 0, "0.00")]
+        if others:
+            min(others, key=lambda row: Decimal(row[column]))[column] = HIDDEN
 
 
 def _shown(group: str, value):

@@ -13,6 +13,8 @@ class StatsQuerySerializer(serializers.Serializer):
                                     help_text="national, region или organization; по умолчанию уровень пользователя")
     region = serializers.CharField(required=False, help_text="Код региона (уровень region), например RU-MOW")
     organization = serializers.CharField(required=False, help_text="Код МО в ОМС (уровень organization)")
+    modality = serializers.ListField(child=serializers.CharField(max_length=16), required=False,
+                                     help_text="Только эти модальности (первая модальность исследования), например DX")
     date_from = serializers.DateField(required=False)
     date_to = serializers.DateField(required=False)
     group_by = serializers.MultipleChoiceField(choices=list(GROUPS), required=False)

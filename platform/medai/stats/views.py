@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from medai.accounts.models import Role
 from medai.accounts.permissions import HasRole
-from medai.stats.selectors import counts_visible, small_cell, stats_table
+from medai.stats.selectors import slice_visible, small_cell, stats_table
 from medai.stats.serializers import StatsQuerySerializer
 
 STATS_READERS = (Role.PLATFORM_ADMIN, Role.MINISTRY_ANALYST, Role.REGIONAL_ADMIN, Role.ORG_ADMIN, Role.FINANCE)
@@ -44,16 +44,17 @@ class StatsView(APIView):
 
     @extend_schema(parameters=[StatsQuerySerializer], responses={200: dict})
     def get(self, request: Request) -> Response:
-        query = StatsQuerySerializer(data={**request.query_params.dict(), "group_by": request.query_params.getlist(
-            "group_by"), "stats": request.query_params.getlist("stats")})
+        lists = {name: request.query_params.getlist(name) for name in ("group_by", "stats", "modality")}
+        query = StatsQuerySerializer(data={**request.query_params.dict(), **lists})
         query.is_valid(raise_exception=True)
         params = query.validated_data
         level = params.get("level") or str(request.auth.scope)
-        counts = counts_visible(principal=request.auth, level=level, region_code=params.get("region", ""),
-                                organization_code=params.get("organization", ""))
+        part = slice_visible(principal=request.auth, level=level, region_code=params.get("region", ""),
+                             organization_code=params.get("organization", ""))
         suppress_below = None if level == "organization" else small_cell()
-        rows = stats_table(counts=counts, date_from=params["date_from"], date_to=params["date_to"],
-                           group_by=params["group_by"], stats=params["stats"], suppress_below=suppress_below)
+        rows = stats_table(part=part, date_from=params["date_from"], date_to=params["date_to"],
+                           group_by=params["group_by"], stats=params["stats"], suppress_below=suppress_below,
+                           modalities=params.get("modality"))
         return Response({"level": level, "date_from": params["date_from"], "date_to": params["date_to"],
-                         "group_by": params["group_by"], "stats": params["stats"], "small_cell": suppress_below,
-                         "rows": rows})
+                         "group_by": params["group_by"], "stats": params["stats"],
+                         "modality": params.get("modality", []), "small_cell": suppress_below, "rows": rows})
