@@ -27,7 +27,10 @@ from tests.billing.conftest import analysis_end, last_month_noon
 
 # Open by design: no tenant data behind them.
 # The maturity matrix pages (quality/) show services and national metrics only, to national and regional staff.
-PUBLIC = {"healthz", "readyz", "api/schema/", "api/docs/", "", "accounts/", "oidc/", "admin/", "quality/"}
+# The dashboards (dashboard/) are web-session pages: tests/stats/test_pages.py shows other tenants get 403/404.
+# i18n/ only sets the interface language.
+PUBLIC = {"healthz", "readyz", "api/schema/", "api/docs/", "", "accounts/", "oidc/", "admin/", "quality/",
+          "dashboard/", "i18n/"}
 
 
 def all_routes(resolver=None, prefix: str = "") -> set[str]:

@@ -28,10 +28,15 @@ WSGI_APPLICATION = "medai.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
+# Russian first; English for whoever's browser asks for it, or who picks it on a page.
 LANGUAGE_CODE = "ru"
+LANGUAGES = [("ru", "Русский"), ("en", "English")]
+LOCALE_PATHS = [Path(__file__).resolve().parent / "locale"]
 USE_I18N = True
 STATIC_URL = "static/"
-STATIC_ROOT = MEDAI_HOME / "static"
+# Static files (the dashboards' script and chart library, the admin's) are served by the web process
+# itself, straight from the apps: no collectstatic step, no second server.
+WHITENOISE_USE_FINDERS = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -55,7 +60,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -70,6 +77,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ]
@@ -164,6 +172,13 @@ QUALITY_MIN_CLASS_SHARE = env.float("QUALITY_MIN_CLASS_SHARE", default=0.10)
 QUALITY_ADMISSION_AUROC = env.float("QUALITY_ADMISSION_AUROC", default=0.81)
 QUALITY_MAX_DEFECT_RATE = env.float("QUALITY_MAX_DEFECT_RATE", default=0.05)
 QUALITY_AUTONOMOUS_SENSITIVITY = env.float("QUALITY_AUTONOMOUS_SENSITIVITY", default=0.99)
+
+# --- Statistics ------------------------------------------------------------------------------
+# Above the organization level, counts under this many studies show as "<N".
+STATS_SMALL_CELL = env.int("STATS_SMALL_CELL", default=5)
+# What a radiologist's read of a study costs, for the money that autonomous AI reads save (an assumption
+# of the dashboards, shown beside the figure; set your region's).
+STATS_READING_COST_RUB = env.str("STATS_READING_COST_RUB", default="200.00")
 
 # --- Identity --------------------------------------------------------------------------------
 # Empty KEYCLOAK_URL: local users with API tokens (the embedded default).

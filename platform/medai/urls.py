@@ -1,4 +1,5 @@
-"""URL map: the REST API under /api/v1/, DICOMweb under /dicomweb/, OpenAPI under /api/schema/."""
+"""URL map: the REST API under /api/v1/, DICOMweb under /dicomweb/, OpenAPI under /api/schema/, the
+dashboards under /dashboard/."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -26,6 +27,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("dicomweb/", include("medai.dicomweb.urls")),
     path("quality/", include("inference.quality.urls")),
+    path("dashboard/", include("medai.stats.page_urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

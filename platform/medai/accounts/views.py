@@ -1,4 +1,4 @@
-"""The signed-in home page: who you are on the platform and what you may see (dashboards come later)."""
+"""The signed-in home page: who you are on the platform, and the way to the dashboards."""
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required

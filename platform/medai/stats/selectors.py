@@ -34,7 +34,7 @@ HIDDEN = "*"
 
 
 def small_cell() -> int:
-    return getattr(settings, "STATS_SMALL_CELL", 5)
+    return settings.STATS_SMALL_CELL
 
 
 @dataclass(frozen=True)
