@@ -271,7 +271,8 @@ def print_summary(platform: Platform, credentials: dict, seconds: float) -> None
     triton = platform.triton
     say(f"\nMedAI Platform is up ({seconds:.0f} s)")
     for label, value in [
-        ("web", f"{base}/"), ("DICOMweb", f"{credentials['dicomweb_url']}   (STOW-RS, QIDO-RS, WADO-RS)"),
+        ("web", f"{base}/"), ("dashboard", f"{base}/dashboard/"),
+        ("DICOMweb", f"{credentials['dicomweb_url']}   (STOW-RS, QIDO-RS, WADO-RS)"),
         ("API docs", f"{base}/api/docs/"), ("admin", f"{base}/admin/"), ("health", f"{base}/readyz"),
         ("Triton", f"{triton.url} (gRPC), {triton.http_url} (HTTP)" if triton else "not started here"),
         ("objects", objects), ("logs", f"{home}/logs"),
