@@ -69,6 +69,26 @@ def test_same_uid_with_other_content_is_refused_with_0111(live_platform, tenant_
     assert Instance.objects.get(organization=organization).metadata["00100020"]["Value"] == ["SYN-0001"]
 
 
+def test_same_uid_in_another_study_with_other_content_is_refused_with_0111(live_platform, tenant_factory,
+                                                                           use_storage):
+    """Found only by the batch's lookup before its INSERT, after the object was written: refused all the same,
+    and neither the object nor the new study and series stay behind."""
+    organization, token = tenant_factory()
+    first = make_instance(seed=1)
+    assert stow(live_platform, token, multipart([to_bytes(first)])).status_code == 200
+    clash, fresh = make_series(count=2)  # another study
+    clash.SOPInstanceUID = clash.file_meta.MediaStorageSOPInstanceUID = first.SOPInstanceUID
+    response = stow(live_platform, token, multipart([to_bytes(clash)]))
+    assert response.status_code == 409
+    assert failures(response) == [(str(first.SOPInstanceUID), DUPLICATE)]
+    assert not Study.objects.filter(organization=organization, study_instance_uid=clash.StudyInstanceUID).exists()
+    response = stow(live_platform, token, multipart([to_bytes(fresh), to_bytes(clash)]))
+    assert response.status_code == 202
+    assert (stored(response), failures(response)) == ([str(fresh.SOPInstanceUID)],
+                                                      [(str(first.SOPInstanceUID), DUPLICATE)])
+    assert_archive_holds_exactly(use_storage, organization, [str(first.SOPInstanceUID), str(fresh.SOPInstanceUID)])
+
+
 def test_bad_parts_fail_alone_and_good_ones_are_stored(live_platform, tenant_factory, use_storage):
     organization, token = tenant_factory()
     good = make_instance()

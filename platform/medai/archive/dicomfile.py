@@ -8,14 +8,15 @@ pixel data was cut off in transit.
 import hashlib
 import struct
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from pydicom import Dataset, dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from medai.dicomweb.dicomjson import dataset_metadata
+from medai.dicomweb.dicomjson import BULKDATA_PLACEHOLDER, dataset_metadata
 
 _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
@@ -31,14 +32,22 @@ class UnreadableDicom(ValueError):
 class ReceivedFile:
     dataset: Dataset
     has_pixel_data: bool
+    json_cache: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def metadata(self) -> dict:
-        return dataset_metadata(self.dataset, has_pixel_data=self.has_pixel_data)
+        """The data set as DICOM JSON (dicomjson.dataset_metadata). Elements may be shared with other
+        files read with the same `json_cache`: read it, do not change it."""
+        if self.json_cache is None or not self.dataset.original_character_set:
+            return dataset_metadata(self.dataset, has_pixel_data=self.has_pixel_data)
+        return _metadata_reusing(self.dataset, self.has_pixel_data, self.json_cache)
 
 
-def read_received(fileobj: BinaryIO, size: int) -> ReceivedFile:
-    """Parse and vet a received file; raises UnreadableDicom with a reason a sender can act on."""
+def read_received(fileobj: BinaryIO, size: int, *, json_cache: dict | None = None) -> ReceivedFile:
+    """Parse and vet a received file; raises UnreadableDicom with a reason a sender can act on.
+
+    `json_cache`, a dict kept for the files of one request, lets `metadata` reuse the DICOM JSON of
+    elements that earlier files encoded with the same bytes (most of a series' header)."""
     try:
         dataset = read_stored(fileobj, stop_before_pixels=True)
     except InvalidDicomError as exc:
@@ -57,7 +66,57 @@ def read_received(fileobj: BinaryIO, size: int) -> ReceivedFile:
         _check_pixel_data_framing(fileobj, pixel_data_at, size, dataset.file_meta.TransferSyntaxUID)
     elif "Rows" in dataset:
         raise UnreadableDicom("image attributes are present but the pixel data is missing (truncated file?)")
-    return ReceivedFile(dataset, has_pixel_data)
+    return ReceivedFile(dataset, has_pixel_data, json_cache)
+
+
+JSON_CACHE_LIMIT = 10_000  # elements; the cache starts over past it
+JSON_CACHE_VALUE_BYTES = 256  # longer values are converted each time: keys hold the bytes, a few MB in all
+
+
+def _metadata_reusing(dataset: Dataset, has_pixel_data: bool, cache: dict) -> dict:
+    """dataset_metadata, element by element, with the JSON of every element taken from `cache` when an
+    earlier file had the same encoded element. Converting values is most of the cost of a header, and
+    in a series all but a few elements (UIDs, position, number) repeat.
+
+    Only explicit-VR elements read raw are reused: their JSON depends on nothing but the tag, VR, bytes,
+    byte order and character set, which make the key. Anything else (sequences, UN, implicit VR, whose
+    conversion can look at other elements) is converted as dataset.to_json_dict does it.
+    """
+    charset = dataset.original_character_set
+    charset = tuple(charset) if isinstance(charset, list | tuple) else charset
+    if len(cache) > JSON_CACHE_LIMIT:
+        cache.clear()
+    metadata = {}
+    for tag in dataset.keys():  # noqa: SIM118 - iterating a Dataset would convert every element
+        raw = dataset.get_item(tag, keep_deferred=True)
+        key = None
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.VR not in (None, "SQ", "UN")
+            and not raw.is_implicit_VR
+            and raw.value is not None
+            and len(raw.value) <= JSON_CACHE_VALUE_BYTES
+            and raw.length != _UNDEFINED
+        ):
+            key = (raw.tag, raw.VR, raw.is_little_endian, raw.value, charset)
+            element = cache.get(key)
+            if element is not None:
+                metadata[f"{tag:08X}"] = element
+                continue
+        element = dataset[tag].to_json_dict(bulk_data_element_handler=_bulk_uri, bulk_data_threshold=1024)
+        if key is not None:
+            cache[key] = element
+        metadata[f"{tag:08X}"] = element
+    if has_pixel_data:
+        # As dataset_metadata adds it; tests compare the two on pydicom's test files.
+        compressed = dataset.file_meta.TransferSyntaxUID.is_compressed
+        vr = "OW" if dataset.get("BitsAllocated", 8) > 8 and not compressed else "OB"
+        metadata["7FE00010"] = {"vr": vr, "BulkDataURI": f"{BULKDATA_PLACEHOLDER}7FE00010"}
+    return metadata
+
+
+def _bulk_uri(element) -> str:
+    return f"{BULKDATA_PLACEHOLDER}{element.tag:08X}"
 
 
 PREAMBLE = b"\x00" * 128 + b"DICM"

@@ -10,7 +10,8 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,11 @@ class ObjectStorage(ABC):
         """Store `length` bytes read from `fileobj` under `key`, atomically: all or nothing."""
 
     @abstractmethod
+    def persist(self, keys: Iterable[str]) -> None:
+        """Make the names of objects just `put` survive a crash; their bytes already do. Called once per
+        batch of puts, before the index commits them."""
+
+    @abstractmethod
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """Stream an object's bytes in chunks, never the whole object in memory."""
 
@@ -62,15 +68,18 @@ class ObjectStorage(ABC):
 class LocalStorage(ObjectStorage):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._resolved_root = self.root.resolve()
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        if not path.is_relative_to(self._resolved_root):
             raise ValueError(f"storage key escapes the root: {key!r}")
         return path
 
     def put(self, key: str, fileobj: BinaryIO, length: int) -> None:
+        """Written to a temporary name, fsynced, then renamed: a reader sees the whole object or none."""
         path = self._path(key)
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
@@ -79,9 +88,31 @@ class LocalStorage(ObjectStorage):
                 out.flush()
                 os.fsync(out.fileno())
             if copied != length:
-                os.unlink(tmp)
                 raise StorageUnavailable(f"short write: {copied} of {length} bytes")
             os.replace(tmp, path)
+            tmp = None
+        except OSError as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        finally:
+            if tmp is not None:
+                with suppress(OSError):
+                    os.unlink(tmp)
+
+    def persist(self, keys: Iterable[str]) -> None:
+        """fsync the directories the objects were renamed into, and those created for them, once each."""
+        directories: set[Path] = set()
+        for parent in {key.rpartition("/")[0] for key in keys}:
+            directory = self._path(parent)
+            while directory not in directories and directory.is_relative_to(self._resolved_root):
+                directories.add(directory)
+                directory = directory.parent
+        try:
+            for directory in directories:
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         except OSError as exc:
             raise StorageUnavailable(str(exc)) from exc
 
@@ -154,6 +185,9 @@ class S3Storage(ObjectStorage):
             )
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._unavailable(exc) from exc
+
+    def persist(self, keys: Iterable[str]) -> None:
+        """Nothing to do: S3 acknowledges a PUT once the object is durable."""
 
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         try:

@@ -49,6 +49,8 @@ def _slots() -> threading.BoundedSemaphore:
 class StoreOutcome:
     referenced: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    conflicts: set[str] = field(default_factory=set)  # referenced at first, found stored with other content later
+    json_cache: dict = field(default_factory=dict)  # DICOM JSON of elements seen in this request's parts
 
 
 class Store(DicomWebView):
@@ -82,7 +84,7 @@ class Store(DicomWebView):
     ) -> HttpResponse:
         outcome = StoreOutcome()
         try:
-            with ReceiveBatch(organization=organization) as batch:
+            with ReceiveBatch(organization=organization, on_conflict=outcome.conflicts.add) as batch:
                 parts = iter_parts(
                     _body_reader(request),
                     boundary,
@@ -120,7 +122,7 @@ class Store(DicomWebView):
                 received_as, spool_bytes=settings.DICOMWEB_SPOOL_MEMORY_BYTES)
             received_as.close()
         try:
-            received = read_received(part.file, part.size)
+            received = read_received(part.file, part.size, json_cache=outcome.json_cache)
         except UnreadableDicom:
             return fail(CANNOT_UNDERSTAND)
         dataset = received.dataset
@@ -193,6 +195,10 @@ def _instance_url(request: HttpRequest, dataset) -> str:
 
 def _store_response(request: HttpRequest, outcome: StoreOutcome, study: str | None) -> HttpResponse:
     """The Store Instances Response (PS3.18 10.5.3): 200 all stored, 202 some failed, 409 none stored."""
+    for item in [item for item in outcome.referenced if item["00081155"]["Value"][0] in outcome.conflicts]:
+        outcome.referenced.remove(item)
+        outcome.failed.append(
+            _failed_item(item["00081150"]["Value"][0], item["00081155"]["Value"][0], DUPLICATE_DIFFERENT_CONTENT))
     body: dict = {}
     if study is not None:
         body["00081190"] = {"vr": "UR", "Value": [request.build_absolute_uri(f"/dicomweb/studies/{study}")]}
