@@ -183,3 +183,75 @@ def test_a_study_analysed_by_the_worker_on_triton_is_billed_once(clinic, archive
     assert analysis.status == Analysis.Status.SUCCEEDED, analysis.reason
     [charge] = BillableService.objects.filter(study=study)
     assert (charge.status, charge.amount, charge.analysis_id) == ("billable", Decimal("150.00"), analysis.id)
+
+
+def _sql_policy_numbers(values: list) -> list[str | None]:
+    """What billing_analysis_charge reads as the policy number of each OtherPatientIDsSequence (None: unread)."""
+    import json
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT billing_oms_policy_number(v) FROM unnest(%s::jsonb[]) WITH ORDINALITY AS u(v, k) "
+                       "ORDER BY k", [[None if v is None else json.dumps(v) for v in values]])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _other_ids(*items) -> dict:
+    return {"vr": "SQ", "Value": [
+        {tag: {"vr": "LO", "Value": [value]} for tag, value in (("00100020", number), ("00100021", issuer))
+         if value is not ...} for number, issuer in items]}
+
+
+def test_sql_reads_the_policy_number_as_python_does_or_leaves_it_to_python(db):
+    import random
+
+    from medai.archive.patient import oms_policy_number
+
+    cases = [  # (OtherPatientIDsSequence, what SQL reads: None where it leaves the sequence to Python)
+        (None, ""),
+        (_other_ids((POLICY, "ENP")), POLICY),
+        (_other_ids((f" {POLICY}\x1c\n", " oms\t")), POLICY),
+        (_other_ids(("123", "ENP"), ("7700000000000025", "OMS"), (POLICY, "ENP")), "7700000000000025"),
+        (_other_ids((POLICY, "SNILS"), (POLICY[:-1], "ENP"), (POLICY + "1", "OMS"), (POLICY, ...)), ""),
+        (_other_ids((None, "ENP"), (POLICY, None)), ""),
+        ({"vr": "SQ"}, ""),
+        ({"vr": "SQ", "Value": []}, ""),
+        ({"vr": "SQ", "Value": [{}, {"00100020": {"vr": "LO"}}, {"00100020": {"vr": "LO", "Value": []}}]}, ""),
+        (_other_ids((POLICY, "ОМС")), None),  # Cyrillic: Python's upper() and strip() are Unicode's
+        (_other_ids(("７７００００００００００００００１７", "ENP")), None),
+        (_other_ids((f"\u00a0{POLICY}", "ENP")), None),
+        (_other_ids((int(POLICY), "ENP")), None),  # not a string
+        ({"vr": "SQ", "Value": "x"}, None),  # malformed: Python raises
+        ({"vr": "SQ", "Value": [None]}, None),
+        ({"vr": "SQ", "Value": [{"00100020": None}]}, None),
+        ([POLICY], None),
+    ]
+    rng = random.Random(7)
+    numbers = [POLICY, "7700000000000025", "770000000000002", " ", "\t", "\n", "\x1c", "\x1f", "\x0b", '"', "0", ""]
+    issuers = ["ENP", "enp", "OMS", "Oms", " ", "\r", "\x1e", "OMSX", ""]
+    for _ in range(300):
+        items = [("".join(rng.choices(numbers, k=rng.randint(0, 3))),
+                  "".join(rng.choices(issuers, k=rng.randint(0, 2)))) for _ in range(rng.randint(0, 3))]
+        cases.append((_other_ids(*items), oms_policy_number({"00101002": _other_ids(*items)}) or ""))
+    read = _sql_policy_numbers([sequence for sequence, _ in cases])
+    assert read == [expected for _, expected in cases]
+    for (sequence, _), number in zip(cases[1:], read[1:], strict=True):
+        if number is not None:
+            assert number == (oms_policy_number({"00101002": sequence}) or "")
+
+
+def test_a_policy_number_sql_cannot_read_is_read_in_python(clinic, analysed):
+    from pydicom.dataset import Dataset
+
+    from medai.archive.models import Instance
+
+    dataset = radiograph()
+    other = Dataset()
+    other.PatientID = "12345"
+    other.IssuerOfPatientID = "ФСС"  # not ASCII: SQL leaves the whole sequence to oms_policy_number
+    dataset.OtherPatientIDsSequence = [other, *dataset.OtherPatientIDsSequence]
+    [charge] = charges_of(analysed(clinic, dataset))
+    assert (charge.status, charge.policy_number, charge.amount) == ("billable", POLICY, Decimal("150.00"))
+    stored = Instance.objects.filter(study_id=charge.study_id).order_by("id").first().metadata["00101002"]
+    assert _sql_policy_numbers([stored]) == [None]

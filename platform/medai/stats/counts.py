@@ -95,6 +95,8 @@ REVIEW_STATS = (
     CountStat("reviews", where="TRUE", **REVIEW),
     CountStat("disagreements", where="NOT v.agrees", **REVIEW),
 )
+# A charge billed at once is counted into the same cell by billing_analysis_charge (billing migration 0003,
+# for the cost of every analysis), not by this query: a change here goes there too (test_rollups compares).
 BILLING_STATS = (CountStat("billed_kopecks", value="sum(b.amount * 100)::bigint", **BILLED),)
 
 ALL_STATS = STUDY_STATS + ANALYSIS_STATS + REVIEW_STATS + BILLING_STATS

@@ -20,6 +20,8 @@ def count_review(*, review, **_) -> None:
     counts.counts_add(stats=counts.REVIEW_STATS, key=review.id)
 
 
-def count_billed_service(*, service, **_) -> None:
-    """`billing.signals.service_billed`: money billed (a reversal's amount is negative)."""
-    counts.counts_add(stats=counts.BILLING_STATS, key=service.id)
+def count_billed_service(*, service, counted: bool = False, **_) -> None:
+    """`billing.signals.service_billed`: money billed (a reversal's amount is negative). A charge billed at
+    once comes `counted`: `billing.services.analysis_bill` added it as BILLING_STATS does, in its own call."""
+    if not counted:
+        counts.counts_add(stats=counts.BILLING_STATS, key=service.id)
