@@ -143,6 +143,7 @@ class BillableService(TenantOwned):
             models.Index(fields=["period", "organization"]),
             models.Index(fields=["organization", "status"]),
             models.Index(fields=["region", "status", "hold"]),
+            models.Index(fields=["released_at"]),  # the statistics' recount of a range of days
         ]
 
 

@@ -147,6 +147,7 @@ class Analysis(TenantOwned):
             models.Index(fields=["organization", "-created_at"]),
             models.Index(fields=["service", "-created_at"]),
             models.Index(fields=["service", "finished_at"]),  # monitoring's month scans
+            models.Index(fields=["finished_at"]),  # the statistics' recount of a range of days
         ]
 
     def __str__(self) -> str:

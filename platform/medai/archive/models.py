@@ -54,6 +54,7 @@ class Study(TenantOwned):
             models.Index(fields=["-study_date", "-id"]),
             models.Index(fields=["patient_id"]),
             models.Index(fields=["accession_number"]),
+            models.Index(fields=["completed_at"]),  # the statistics' recount of a range of days
             models.Index(fields=["status", "last_received_at"]),
         ]
 
