@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 from pydicom import Dataset, dcmread
+from pydicom.uid import generate_uid
 
 from inference import services, triton
-from inference.outcome import Outcome
+from inference.outcome import Mark, Outcome
 from inference.profiles import InputRejected, profile_for
-from inference.profiles.base import pixels
+from inference.profiles.base import decode_ahead
 from inference.quality.services import defects_record
 from inference.quality.technological import StoredResult, result_findings
 from inference.records import AIService, Analysis
@@ -175,8 +176,9 @@ def _header(metadata: dict, *, sequences: bool) -> Dataset:
 
 
 def _load(sources: list[_Source]) -> list[Dataset]:
-    """Read the objects in parallel (a CT is hundreds of them), check each against its sha256 and decode its
-    pixels while other threads wait on storage (pydicom keeps the decoded array for the profile)."""
+    """Read the objects in parallel (a CT is hundreds of them), check each against its sha256 and decode
+    compressed pixels while other threads wait on storage (pydicom keeps the decoded array for the profile;
+    uncompressed pixels are read from the bytes when the profile needs them)."""
     storage = get_storage()
 
     def read(source: _Source) -> Dataset:
@@ -184,7 +186,7 @@ def _load(sources: list[_Source]) -> list[Dataset]:
         if hashlib.sha256(data).hexdigest() != source.instance.sha256:
             raise InputRejected(code="source_changed", reason_ru="Исходный объект в архиве повреждён.")
         dataset = dcmread(io.BytesIO(data))
-        pixels(dataset)
+        decode_ahead(dataset)
         return dataset
 
     with ThreadPoolExecutor(min(LOAD_THREADS, max(1, len(sources)))) as pool:
@@ -251,13 +253,14 @@ def _store_result(analysis: Analysis, service: AIService, outcome: Outcome, data
             logger.info("analysis %s: attempt %s lost the analysis; result dropped", analysis.id, analysis.attempt)
             return
         produced = [str(ds.SOPInstanceUID) for ds in (report, *marked)]
-        if analysis.shadow:  # kept for comparison with the current version, never put in the clinic's study
-            stored = set(produced)
-        else:
+        if not analysis.shadow:  # a shadow result is kept for comparison, never put in the clinic's study
             _archive(locked, [report, *marked])
-            stored = set(Instance.objects.filter(study_id=analysis.study_id, sop_instance_uid__in=produced)
-                         .values_list("sop_instance_uid", flat=True))
-        unchanged = _originals_unchanged(analysis, used)
+        with ThreadPoolExecutor(1) as checking:  # the originals are hashed while the index is asked
+            verified = checking.submit(_originals_unchanged, analysis, used)
+            stored = set(produced) if analysis.shadow else set(
+                Instance.objects.filter(study_id=analysis.study_id, sop_instance_uid__in=produced)
+                .values_list("sop_instance_uid", flat=True))
+            unchanged = verified.result()
         result = StoredResult(outcome=outcome, report=report, marked=marked, sources=datasets, stored_uids=stored,
                               originals_unchanged=unchanged)
         findings = result_findings(result, modalities=service.modalities, body_parts=service.body_parts)
@@ -294,18 +297,36 @@ def _archive(analysis: Analysis, datasets: list[Dataset]) -> None:
 
 
 def _originals_unchanged(analysis: Analysis, used: list[_Source]) -> bool:
-    """Technological check of every run, once its results are written: the analysed originals are still
-    byte for byte what the clinic sent."""
+    """Technological check of every run, once its results are written: the analysed originals, read again
+    from storage, are still byte for byte what the clinic sent (their sha256, in parallel threads)."""
     storage = get_storage()
 
     def unchanged_one(source: _Source) -> bool:
-        return hashlib.sha256(storage.read(source.instance.storage_key)).hexdigest() == source.instance.sha256
+        digest = hashlib.sha256()
+        for chunk in storage.iter_chunks(source.instance.storage_key):
+            digest.update(chunk)
+        return digest.hexdigest() == source.instance.sha256
 
     with ThreadPoolExecutor(min(LOAD_THREADS, max(1, len(used)))) as pool:
         unchanged = all(pool.map(unchanged_one, used))
     if not unchanged:
         logger.error("analysis %s: an original instance changed in storage", analysis.id)
     return unchanged
+
+
+def warm_up() -> None:
+    """Build a small SR once, so that highdicom loads its tables of the standard (about a second) before
+    the first result waits for them. Pure: no database, storage or Triton, so the worker's parent process
+    can call it before it forks its pool, and every child starts warm."""
+    from inference.phantoms import chest_radiograph
+
+    source, _ = chest_radiograph(size=32)
+    uid = str(source.SOPInstanceUID)
+    outcome = Outcome(probability=0.0, pathology=False, marks=[Mark(uid, (1, 1, 2, 2), "warm-up")], key_images=[uid],
+                      conclusion_ru="warm-up")
+    report = build_report(sources=[source], outcome=outcome, service=ServiceIdentity("warm-up", "warm-up", "0"),
+                          series_instance_uid=generate_uid(), sop_instance_uid=generate_uid(), series_number=1)
+    report.save_as(io.BytesIO(), enforce_file_format=True)
 
 
 def _identity(service: AIService | None, served_version: str = "") -> ServiceIdentity | None:

@@ -1,8 +1,10 @@
 """Celery tasks of AI analysis. Each takes ids, is safe to re-run, and leaves the work to services."""
 
+import gc
 import logging
 
 from celery import shared_task
+from celery.signals import worker_init, worker_process_init
 from django.db.models import Q
 from django.utils import timezone
 
@@ -15,6 +17,24 @@ from inference.webhooks import deliver_webhook  # noqa: F401 - registers the tas
 from tenants.scope import dangerously_unscoped
 
 logger = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def warm_up(**kwargs) -> None:
+    """Before the pool forks: children inherit what the first analysis would otherwise load. A failed
+    warm-up only costs the first analysis its time, so it never stops the worker."""
+    try:
+        pipeline.warm_up()
+    except Exception:
+        logger.exception("warm-up failed; the first analyses load what they need themselves")
+
+
+@worker_process_init.connect
+def freeze_inherited(**kwargs) -> None:
+    """In each pool process as it starts: what it inherited (Django, numpy, pydicom, highdicom: hundreds
+    of thousands of objects, none of them garbage) leaves the garbage collector's scans, which otherwise
+    walked it again and again during a run (about half a second of a 300-slice CT)."""
+    gc.freeze()
 
 
 @shared_task(name="inference.run_analysis", bind=True, acks_late=True, ignore_result=True, max_retries=None)

@@ -5,18 +5,22 @@ wrong study is refused before its pixels are fetched), how pixels become the mod
 the model's tensors become an Outcome a clinic reads."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from pydicom import Dataset
 from pydicom.pixels import apply_modality_lut
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from inference.outcome import Outcome
 from inference.triton import OutputSpec
 
 DECODE_THREADS = 8
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,12 @@ def body_part_ok(header: Dataset, body_parts: Iterable[str]) -> bool:
 
 
 def pixels(ds: Dataset) -> np.ndarray:
-    """The stored values of a single-frame grey image, or InputRejected with a reason the clinic can read."""
+    """The stored values of a single-frame grey image, or InputRejected with a reason the clinic can read.
+    Uncompressed little-endian pixels are read straight from the bytes (read-only unless unused high bits
+    had to be cleared), as pydicom's `pixel_array` would give them; anything else goes through pydicom."""
+    native = _native_pixels(ds)
+    if native is not None:
+        return native
     try:
         array = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for damaged or unsupported pixel data
@@ -107,6 +116,52 @@ def pixels(ds: Dataset) -> np.ndarray:
                             f"(SOP Instance UID {ds.get('SOPInstanceUID', '')}).") from exc
     if array.ndim != 2:
         raise InputRejected("unsupported_pixels", "Поддерживаются только одноканальные однокадровые изображения.")
+    return array
+
+
+def decode_ahead(ds: Dataset) -> None:
+    """Decode compressed pixel data now (pydicom keeps the array for `pixels`), e.g. in a loading thread;
+    uncompressed pixels need no decoding and are left to `pixels`. InputRejected when undecodable."""
+    if _native_layout(ds) is None:
+        pixels(ds)
+
+
+_NATIVE_SYNTAXES = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+
+
+def _native_layout(ds: Dataset) -> tuple[int, int, int, int, bool] | None:
+    """(rows, columns, bits allocated, bits stored, signed) of an uncompressed little-endian single-frame
+    grey image whose pixel data has exactly its size; None for anything else (pydicom decides)."""
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES or "PixelData" not in ds:
+        return None
+    try:
+        rows, columns, allocated, stored = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated), int(ds.BitsStored)
+        signed, samples, colour = int(ds.PixelRepresentation), int(ds.SamplesPerPixel), ds.PhotometricInterpretation
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if (samples != 1 or frames != 1 or allocated not in (8, 16, 32) or not 0 < stored <= allocated
+            or signed not in (0, 1) or rows <= 0 or columns <= 0 or colour not in ("MONOCHROME1", "MONOCHROME2")):
+        return None
+    data, size = ds.PixelData, rows * columns * allocated // 8
+    if not isinstance(data, bytes) or len(data) not in (size, size + 1):  # + 1: padding to an even length
+        return None
+    return rows, columns, allocated, stored, bool(signed)
+
+
+def _native_pixels(ds: Dataset) -> np.ndarray | None:
+    """`pixel_array` of an image `_native_layout` accepts, read straight from its bytes without pydicom's
+    decoding machinery (a few ms a slice, and a CT has hundreds); None for any other image."""
+    layout = _native_layout(ds)
+    if layout is None:
+        return None
+    rows, columns, allocated, stored, signed = layout
+    array = np.frombuffer(ds.PixelData, dtype=f"<{'i' if signed else 'u'}{allocated // 8}", count=rows * columns)
+    array = array.reshape(rows, columns)
+    if stored < allocated:  # as pydicom: clear (unsigned) or sign-extend (signed) the unused high bits
+        array = np.left_shift(array, allocated - stored)
+        np.right_shift(array, allocated - stored, out=array)
     return array
 
 
@@ -118,13 +173,13 @@ def image(ds: Dataset) -> np.ndarray:
     return array
 
 
-def images(datasets: list[Dataset], convert: Callable[[Dataset], np.ndarray] = image) -> list[np.ndarray]:
-    """`convert` (by default `image`) of each data set, in threads: numpy and the codecs release the GIL,
-    and a CT has hundreds of slices."""
-    if len(datasets) < 2:
-        return [convert(ds) for ds in datasets]
-    with ThreadPoolExecutor(min(DECODE_THREADS, len(datasets))) as pool:
-        return list(pool.map(convert, datasets))
+def in_threads(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`function` of each item, in threads: numpy and the codecs release the GIL, and a CT has hundreds
+    of slices."""
+    if len(items) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(DECODE_THREADS, len(items))) as pool:
+        return list(pool.map(function, items))
 
 
 def number_ru(value: float, digits: int = 2) -> str:

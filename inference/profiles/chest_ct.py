@@ -23,7 +23,7 @@ from inference.profiles.base import (
     Refusal,
     body_part_ok,
     body_part_refusal,
-    images,
+    in_threads,
     modality_refusal,
     number_ru,
     pixels,
@@ -73,13 +73,16 @@ class ChestCT(Profile):
 
     def prepare(self, datasets: list[Dataset], rules: dict | None = None) -> ChestCTPrepared:
         normal = _normal(datasets[0])
-        ordered = sorted(datasets, key=lambda ds: float(np.dot(_position(ds), normal)))
-        steps = np.diff([float(np.dot(_position(ds), normal)) for ds in ordered])
+        placed = sorted(((float(np.dot(_position(ds), normal)), i) for i, ds in enumerate(datasets)))
+        ordered = [datasets[i] for _, i in placed]
+        steps = np.diff([along for along, _ in placed])
         if not len(steps) or np.median(steps) <= 0:
             raise InputRejected("slice_positions", "Срезы серии не упорядочены по положению "
                                                    "(ImagePositionPatient совпадают или отсутствуют).")
         rows_mm, columns_mm = (float(v) for v in ordered[0].PixelSpacing)
-        return ChestCTPrepared([str(ds.SOPInstanceUID) for ds in ordered], np.stack(images(ordered, hounsfield_units)),
+        hu = np.empty((len(ordered), *pixels(ordered[0]).shape), dtype=np.int16)  # each slice written in place
+        in_threads(lambda index: hounsfield_units(ordered[index], out=hu[index]), range(len(ordered)))
+        return ChestCTPrepared([str(ds.SOPInstanceUID) for ds in ordered], hu,
                                (float(np.median(steps)), rows_mm, columns_mm))
 
     def requests(self, prepared: ChestCTPrepared) -> list[dict[str, np.ndarray]]:
@@ -136,16 +139,20 @@ def _series_refusals(series: list[Dataset], rules: dict) -> list[Refusal]:
     return refusals
 
 
-def hounsfield_units(ds: Dataset) -> np.ndarray:
-    """A slice in whole Hounsfield units as int16: half the bytes of float32 on the wire (160 MB for a
-    300-slice CT), and integer arithmetic for the usual slope of 1."""
+def hounsfield_units(ds: Dataset, out: np.ndarray | None = None) -> np.ndarray:
+    """A slice in whole Hounsfield units as int16 (clipped to its range), into `out` when given: half the
+    bytes of float32 on the wire (160 MB for a 300-slice CT), and integer arithmetic for the usual slope of 1."""
     slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
     stored = pixels(ds)
-    if slope == 1 and intercept.is_integer():
-        hu = stored.astype(np.int32) + int(intercept)
-    else:
-        hu = np.rint(stored * slope + intercept)
-    return np.clip(hu, -32768, 32767).astype(np.int16)
+    out = np.empty(stored.shape, dtype=np.int16) if out is None else out
+    integral = slope == 1 and intercept.is_integer()
+    if integral and stored.dtype.kind in "ui" and stored.dtype.itemsize <= 2 and stored.size:
+        shift = int(intercept)
+        if int(stored.min()) + shift >= -32768 and int(stored.max()) + shift <= 32767:  # nothing to clip: one pass
+            return np.add(stored, shift, out=out, dtype=np.int32, casting="unsafe")
+    hu = stored.astype(np.int32) + int(intercept) if integral else np.rint(stored * slope + intercept)
+    out[...] = np.clip(hu, -32768, 32767)
+    return out
 
 
 def _normal(ds: Dataset) -> np.ndarray:

@@ -23,6 +23,7 @@ from inference.profiles.base import (
     body_part_ok,
     body_part_refusal,
     image,
+    in_threads,
     modality_refusal,
     number_ru,
     text,
@@ -72,7 +73,7 @@ class Mammography(Profile):
     def prepare(self, datasets: list[Dataset], rules: dict | None = None) -> MammographyPrepared:
         return MammographyPrepared([str(ds.SOPInstanceUID) for ds in datasets],
                                    [(_laterality(ds), text(ds, "ViewPosition")) for ds in datasets],
-                                   [image(ds) for ds in datasets])
+                                   in_threads(image, datasets))
 
     def requests(self, prepared: MammographyPrepared) -> list[dict[str, np.ndarray]]:
         return [{"IMAGE": view[None]} for view in prepared.images]

@@ -150,3 +150,45 @@ def test_a_mammogram_reads_as_its_truth(triton):
     assert f"в {side} молочной железе" in outcome.conclusion_ru and "ACR C" in outcome.conclusion_ru
     _, normal = run("mammography", mammography_study(density="B", size=128, seed=7)[0], triton)
     assert (normal.category, normal.pathology, normal.marks) == ("BI-RADS 1", False, [])
+
+
+@pytest.mark.parametrize(("allocated", "stored", "signed", "transfer_syntax"), [
+    (16, 12, 0, "1.2.840.10008.1.2.1"), (16, 16, 0, "1.2.840.10008.1.2"), (16, 12, 1, "1.2.840.10008.1.2.1"),
+    (16, 16, 1, "1.2.840.10008.1.2.1"), (8, 8, 0, "1.2.840.10008.1.2.1"), (8, 6, 1, "1.2.840.10008.1.2"),
+    (32, 20, 1, "1.2.840.10008.1.2.1"),
+])
+def test_uncompressed_pixels_are_read_as_pydicom_reads_them(allocated, stored, signed, transfer_syntax):
+    """The fast path for uncompressed images gives pydicom's `pixel_array`, unused high bits included (set
+    at random here: pydicom clears them, or sign-extends the stored bits)."""
+    from pydicom.uid import UID
+
+    from inference.profiles.base import pixels
+
+    ds, _ = chest_radiograph(size=33)  # odd: 8-bit pixel data gets a padding byte
+    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = allocated, stored, stored - 1, signed
+    raw = np.random.default_rng(allocated + stored + signed).integers(0, 2**allocated, size=33 * 33, dtype=np.uint64)
+    data = raw.astype(f"<u{allocated // 8}").tobytes()
+    ds.PixelData = data + b"\0" * (len(data) % 2)
+    fast = pixels(ds)
+    assert fast.dtype == ds.pixel_array.dtype and fast.shape == (33, 33)
+    np.testing.assert_array_equal(fast, ds.pixel_array)
+
+
+def test_hounsfield_units_clip_to_int16_and_follow_the_rescale():
+    from inference.profiles.chest_ct import hounsfield_units
+
+    [ds], _ = chest_ct(slices=1, size=8)
+    stored = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000  # up to 63000: beyond int16 once shifted
+    ds.BitsStored = ds.HighBit = 16
+    ds.PixelData = stored.tobytes()
+    for slope, intercept in ((1, -1024), (1, 0), (1, -40000), (0.5, -1024.5)):
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        expected = np.clip(np.rint(stored * slope + intercept), -32768, 32767).astype(np.int16)
+        out = np.full((8, 8), 7, dtype=np.int16)
+        np.testing.assert_array_equal(hounsfield_units(ds), expected)
+        assert hounsfield_units(ds, out=out) is out
+        np.testing.assert_array_equal(out, expected)
+    stored = np.arange(64, dtype=np.uint16).reshape(8, 8) * 50  # in range: the one-pass path
+    ds.PixelData, ds.RescaleSlope, ds.RescaleIntercept = stored.tobytes(), 1, -1024
+    np.testing.assert_array_equal(hounsfield_units(ds), stored.astype(np.int16) - 1024)

@@ -184,6 +184,31 @@ def test_each_broken_requirement_is_found_and_classified():
     assert [(f.requirement, f.severity) for f in findings] == [("result_in_original_series", "critical")]
 
 
+def test_the_originals_are_read_again_and_a_changed_byte_is_caught(use_storage):
+    """After a run the analysed originals are read back from storage and hashed: one changed byte in one
+    of many objects fails the check."""
+    import hashlib
+    import io
+    import uuid
+    from types import SimpleNamespace
+
+    from inference.pipeline import _originals_unchanged, _Source
+    from medai.archive.models import Instance
+
+    sources = []
+    for n in range(6):
+        data = bytes([n]) * (1_500_000 + n)  # more than one storage chunk each
+        key = f"test-originals/{uuid.uuid4()}"
+        use_storage.put(key, io.BytesIO(data), len(data))
+        sources.append(_Source(Instance(storage_key=key, sha256=hashlib.sha256(data).hexdigest()), header=None))
+    analysis = SimpleNamespace(id=0)
+    assert _originals_unchanged(analysis, sources) is True
+    changed = bytearray(bytes([4]) * (1_500_000 + 4))
+    changed[1_200_000] ^= 1
+    use_storage.put(sources[4].instance.storage_key, io.BytesIO(bytes(changed)), len(changed))
+    assert _originals_unchanged(analysis, sources) is False
+
+
 def test_the_body_mask_holds_the_lungs_but_not_the_air():
     source, _ = chest_radiograph(size=256, seed=3)
     body = body_mask(source.pixel_array)

@@ -147,5 +147,5 @@ def test_the_nightly_task_corrects_wrong_counts_and_rolls_up_final_days(clinics,
     DailyCount.objects.filter(id=wrong.id).update(value=wrong.value + 5)  # a count the live path got wrong
     assert nightly() == 1
     assert table() == live
-    assert rolled_up_through() == timezone.localdate() - dt.timedelta(days=2)
+    assert rolled_up_through() == timezone.localdate() - dt.timedelta(days=1)
     assert nightly() == 0

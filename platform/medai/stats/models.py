@@ -7,7 +7,7 @@ and p95 add up correctly across organizations (a mean of means would not).
 
 `RegionDailyCount` and `NationalDailyCount` are its sums (Zulip's `InstallationCount`), so a national
 page reads thousands of rows, not millions. They hold the days up to `RollupState.rolled_up_through`,
-which the nightly task moves to the day before yesterday (no event lands that late but a re-run);
+which the nightly task moves to yesterday (UTC; over in every region, all east of UTC);
 readers add the organization rows of the days after it. A write to an organization row of a rolled-up
 day (a late event, a rebuild) is carried into the sums by a trigger (migration 0003), so the three
 levels always agree.

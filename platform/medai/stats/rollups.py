@@ -1,8 +1,10 @@
 """Moving the region and national sums forward: the nightly rollup of the days no live event reaches.
 
-Events count on the local day they happen, so a day is final once it is over in every region; the rollup
-keeps a margin of one more day. Anything that still reaches a rolled-up day (a completion task re-run
-days late, a rebuild) is carried into the sums by the trigger of migration 0003.
+Events count on the local day they happen, so a day is final once it is over in every region: every
+Russian region lies east of UTC, so at the nightly run (00:30 UTC) yesterday's UTC date is over
+everywhere. Anything that still reaches a rolled-up day (a completion task re-run late, a rebuild) is
+carried into the sums by the trigger of migration 0003; the lag only keeps such writes rare, as they
+update national rows every writer would otherwise share.
 """
 
 import datetime as dt
@@ -12,7 +14,7 @@ from django.db import connection
 from medai.stats.models import RollupState
 from tenants.scope import dangerously_unscoped
 
-FINAL_AFTER_DAYS = 2
+FINAL_AFTER_DAYS = 1
 
 
 def rolled_up_through() -> dt.date | None:
