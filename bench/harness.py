@@ -44,6 +44,14 @@ def reset_peak_rss() -> bool:
     return True
 
 
+def print_verdict(checks: dict[str, bool], *, started: float, home: Path, keep: bool) -> None:
+    """The last lines of every benchmark: its correctness checks, wall time and the machine's load."""
+    failed = [name for name, ok in checks.items() if not ok]
+    print("checks: " + ("all passed" if not failed else "FAILED: " + "; ".join(failed)))
+    print(f"\nWall time {time.perf_counter() - started:.0f} s on {os.cpu_count()} CPUs; load average "
+          f"{os.getloadavg()[0]:.2f} at the end." + (f" Kept: {home}" if keep else ""))
+
+
 def superuser_url(app_url: str) -> str:
     """The pgserver superuser on the application's database: it bypasses row-level security."""
     return app_url.replace(f"{services.APP_ROLE}:@/", "postgres:@/", 1)

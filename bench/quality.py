@@ -41,6 +41,7 @@ sys.path.append(str(ROOT))
 from bench.harness import (  # noqa: E402
     log,
     migrated_django,
+    print_verdict,
     reset_peak_rss,
     seed_statement,
     status_kib,
@@ -271,10 +272,7 @@ def main() -> None:
           f"{'PASS' if passed else 'FAIL'}" + ("" if n >= 1_000_000 else " (target is for 1 M)"))
     print(f"{'SQL queries per recompute':52} {runs[-1].queries:10d}")
     print(f"{'peak RSS of the process (MB)':52} {peak_mb:10.1f}" + ("" if peak_reset else "  (since start)"))
-    failed = [name for name, ok in checks.items() if not ok]
-    print("checks: " + ("all passed" if not failed else "FAILED " + ", ".join(failed)))
-    print(f"\nWall time {time.perf_counter() - wall:.0f} s on {os.cpu_count()} CPUs; load average "
-          f"{os.getloadavg()[0]:.2f} at the end." + (f" Kept: {home}" if args.keep else ""))
+    print_verdict(checks, started=wall, home=home, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "platform"))
 sys.path.append(str(ROOT))
 
-from bench.harness import log, migrated_django, percentile, status_kib, superuser_url  # noqa: E402
+from bench.harness import (  # noqa: E402
+    log,
+    migrated_django,
+    percentile,
+    print_verdict,
+    status_kib,
+    superuser_url,
+)
 from medai.runtime import services  # noqa: E402
 
 MB = 1_000_000
@@ -912,10 +919,7 @@ def main() -> None:
     print_table(rows)
     if not full:
         print(f"\n{n} studies: the targets apply to the full run (10 M) only.")
-    failed = [check for check, ok in checks.items() if not ok]
-    print("checks: " + ("all passed" if not failed else "FAILED: " + "; ".join(failed)))
-    print(f"\nWall time {time.perf_counter() - wall:.0f} s on {os.cpu_count()} CPUs; load average "
-          f"{os.getloadavg()[0]:.2f} at the end." + (f" Kept: {home}" if args.keep else ""))
+    print_verdict(checks, started=wall, home=home, keep=args.keep)
 
 
 if __name__ == "__main__":
