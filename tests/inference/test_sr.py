@@ -163,3 +163,10 @@ def test_not_analysable_report_tells_the_clinic_why(service, author):
     assert sr.Manufacturer == author and sr.StudyInstanceUID == ds.StudyInstanceUID and sr.PatientID == ds.PatientID
     assert evidence_uids(sr) == {str(ds.SOPInstanceUID)}
     assert (sr.CompletionFlag, sr.VerificationFlag) == ("PARTIAL", "UNVERIFIED")
+
+
+def test_the_workers_warm_up_builds_a_report_without_database_or_storage():
+    """Run in the worker's parent before it forks: no database access here (pytest-django would refuse it)."""
+    from inference.pipeline import warm_up
+
+    warm_up()
