@@ -16,7 +16,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from medai.dicomweb.dicomjson import BULKDATA_PLACEHOLDER, dataset_metadata
+from medai.dicomweb.dicomjson import BULK_DATA_THRESHOLD, bulk_uri, dataset_metadata, pixel_data_entry
 
 _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
@@ -103,20 +103,14 @@ def _metadata_reusing(dataset: Dataset, has_pixel_data: bool, cache: dict) -> di
             if element is not None:
                 metadata[f"{tag:08X}"] = element
                 continue
-        element = dataset[tag].to_json_dict(bulk_data_element_handler=_bulk_uri, bulk_data_threshold=1024)
+        element = dataset[tag].to_json_dict(bulk_data_element_handler=bulk_uri,
+                                            bulk_data_threshold=BULK_DATA_THRESHOLD)
         if key is not None:
             cache[key] = element
         metadata[f"{tag:08X}"] = element
     if has_pixel_data:
-        # As dataset_metadata adds it; tests compare the two on pydicom's test files.
-        compressed = dataset.file_meta.TransferSyntaxUID.is_compressed
-        vr = "OW" if dataset.get("BitsAllocated", 8) > 8 and not compressed else "OB"
-        metadata["7FE00010"] = {"vr": vr, "BulkDataURI": f"{BULKDATA_PLACEHOLDER}7FE00010"}
+        metadata["7FE00010"] = pixel_data_entry(dataset)
     return metadata
-
-
-def _bulk_uri(element) -> str:
-    return f"{BULKDATA_PLACEHOLDER}{element.tag:08X}"
 
 
 PREAMBLE = b"\x00" * 128 + b"DICM"

@@ -46,17 +46,26 @@ def attribute(keyword: str, value: Any) -> dict[str, Any]:
     return {f"{tag:08X}": element}
 
 
+BULK_DATA_THRESHOLD = 1024  # bytes; longer binary values are stored as BulkDataURIs
+
+
+def bulk_uri(element) -> str:
+    """The relative BulkDataURI a bulk value is stored under."""
+    return f"{BULKDATA_PLACEHOLDER}{element.tag:08X}"
+
+
+def pixel_data_entry(dataset: Dataset) -> dict[str, str]:
+    """The DICOM JSON of the pixel data (read with stop_before_pixels): its VR and BulkDataURI."""
+    compressed = dataset.file_meta.TransferSyntaxUID.is_compressed
+    vr = "OW" if dataset.get("BitsAllocated", 8) > 8 and not compressed else "OB"
+    return {"vr": vr, "BulkDataURI": f"{BULKDATA_PLACEHOLDER}7FE00010"}
+
+
 def dataset_metadata(dataset: Dataset, *, has_pixel_data: bool) -> dict[str, Any]:
     """A data set as DICOM JSON with every bulk value replaced by a relative BulkDataURI."""
-
-    def bulk_uri(element) -> str:
-        return f"{BULKDATA_PLACEHOLDER}{element.tag:08X}"
-
-    metadata = dataset.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk_uri)
+    metadata = dataset.to_json_dict(bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=bulk_uri)
     if has_pixel_data:
-        compressed = dataset.file_meta.TransferSyntaxUID.is_compressed
-        vr = "OW" if dataset.get("BitsAllocated", 8) > 8 and not compressed else "OB"
-        metadata["7FE00010"] = {"vr": vr, "BulkDataURI": f"{BULKDATA_PLACEHOLDER}7FE00010"}
+        metadata["7FE00010"] = pixel_data_entry(dataset)
     return metadata
 
 

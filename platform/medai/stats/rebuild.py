@@ -3,10 +3,9 @@
 import datetime as dt
 import logging
 
-from django.db import connection
-
 from medai.stats import counts
 from medai.stats.models import DailyCount
+from medai.stats.rollups import lock_against_live_writers
 from tenants.scope import dangerously_unscoped
 
 logger = logging.getLogger(__name__)
@@ -21,7 +20,7 @@ def stats_rebuild(*, date_from: dt.date, date_to: dt.date) -> int:
     The region and national sums follow through the table's trigger.
     """
     with dangerously_unscoped():
-        _lock_against_live_writers()
+        lock_against_live_writers()
         DailyCount.objects.filter(day__range=(date_from, date_to)).delete()
         counts.counts_fill(date_from=date_from, date_to=date_to)
         return DailyCount.objects.filter(day__range=(date_from, date_to)).count()
@@ -31,7 +30,7 @@ def stats_check(*, date_from: dt.date, date_to: dt.date) -> int:
     """The nightly check that the live path counted right: recount the days and compare. The recount stays
     (it is the truth); returns how many cells the live counts had wrong, and logs them if any."""
     with dangerously_unscoped():
-        _lock_against_live_writers()
+        lock_against_live_writers()
         live = _cells(date_from, date_to)
         stats_rebuild(date_from=date_from, date_to=date_to)
         recounted = _cells(date_from, date_to)
@@ -40,11 +39,6 @@ def stats_check(*, date_from: dt.date, date_to: dt.date) -> int:
         logger.warning("stats check %s..%s: %d cells differed from a recount and were corrected, e.g. stat %s",
                        date_from, date_to, len(wrong), sorted(cell[-1] for cell in wrong)[:5])
     return len(wrong)
-
-
-def _lock_against_live_writers() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("LOCK TABLE stats_dailycount IN SHARE ROW EXCLUSIVE MODE")
 
 
 def _cells(date_from: dt.date, date_to: dt.date) -> dict[tuple, int]:

@@ -17,6 +17,13 @@ from tenants.scope import dangerously_unscoped
 FINAL_AFTER_DAYS = 1
 
 
+def lock_against_live_writers() -> None:
+    """Hold live counting off the daily counts until this transaction ends (rebuilds, the rollup): a writer
+    that waits adds its event after the commit, so it is neither missed nor counted twice."""
+    with connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE stats_dailycount IN SHARE ROW EXCLUSIVE MODE")
+
+
 def rolled_up_through() -> dt.date | None:
     """The last day the region and national tables hold."""
     return RollupState.objects.filter(id=1).values_list("rolled_up_through", flat=True).first()
@@ -27,7 +34,7 @@ def rollups_advance(*, through: dt.date) -> int:
     region and national tables; returns the region rows written. Live writers wait on the table lock for the few
     hundred milliseconds of a day, so none slips between the sums and the new watermark."""
     with dangerously_unscoped(), connection.cursor() as cursor:
-        cursor.execute("LOCK TABLE stats_dailycount IN SHARE ROW EXCLUSIVE MODE")
+        lock_against_live_writers()
         cursor.execute("INSERT INTO stats_rollupstate (id) VALUES (1) ON CONFLICT DO NOTHING")
         cursor.execute("SELECT rolled_up_through FROM stats_rollupstate WHERE id = 1 FOR UPDATE")
         (last,) = cursor.fetchone()
