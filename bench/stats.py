@@ -737,7 +737,7 @@ def explain_call(name: str, params: dict) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from medai.stats.selectors import STATS, Slice, small_cell, stats_table
+    from medai.stats.selectors import STATS, Slice, grouping_by_hash, small_cell, stats_table
     from medai.stats.serializers import StatsQuerySerializer
     from tenants.models import Region
     from tenants.scope import dangerously_unscoped
@@ -759,7 +759,7 @@ def explain_call(name: str, params: dict) -> None:
         log(f"    {float(q['time']) * 1000:7.1f} ms  {q['sql'][:160]}")
         if not q["sql"].lstrip().upper().startswith("SELECT") or "set_config" in q["sql"]:
             continue
-        with dangerously_unscoped(), connection.cursor() as cursor:
+        with dangerously_unscoped(), grouping_by_hash(), connection.cursor() as cursor:  # as the read ran
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + q["sql"])
             for (line,) in cursor.fetchall():
                 log(f"        {line}")

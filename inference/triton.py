@@ -17,6 +17,7 @@ Errors, and who retries them:
 Log lines name the model, the request id, the attempt and timings only, never tensors or messages.
 """
 
+import atexit
 import contextlib
 import logging
 import threading
@@ -232,6 +233,18 @@ def _client_drop(protocol: str, url: str, timeout_s: float) -> None:
         client = _clients.pop(_client_key(protocol, url, timeout_s), None)
     if client is not None:
         with contextlib.suppress(Exception):  # a connection that failed may fail to close too
+            client.close()
+
+
+@atexit.register
+def _clients_close() -> None:
+    """Close the cached connections at exit, while the gRPC module is still there: a client left to its
+    finaliser after the module's teardown prints a traceback instead of closing."""
+    with _lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        with contextlib.suppress(Exception):
             client.close()
 
 
