@@ -172,8 +172,8 @@ def model_seconds(service, datasets, rounds: int = 3) -> float:
 
     profile = profile_for(service.profile)
     headers = datasets
-    selected = set(profile.select(headers, service.audit_rules))
-    prepared = profile.prepare([d for d in datasets if str(d.SOPInstanceUID) in selected], service.audit_rules)
+    selected = set(profile.select(headers, service.profile_rules))
+    prepared = profile.prepare([d for d in datasets if str(d.SOPInstanceUID) in selected], service.profile_rules)
     times = []
     for _ in range(rounds):
         began = time.perf_counter()

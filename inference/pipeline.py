@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
 from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
 
@@ -86,18 +85,18 @@ def _run_claimed(analysis: Analysis) -> None:
     spent: dict[str, float] = {}
     with _timed(spent, "headers"), organization_scope(organization_id=analysis.organization_id):
         sources = _sources(analysis, service)
-    refusals = profile.audit([s.header for s in sources], service.audit_rules)
+    refusals = profile.audit([s.header for s in sources], service.profile_rules)
     if refusals:
         reason = " ".join(r.reason_ru for r in refusals)
         _finish_without_result(analysis, Analysis.Status.NOT_ANALYSABLE, refusals[0].code, reason)
         return
-    selected = set(profile.select([s.header for s in sources], service.audit_rules))
+    selected = set(profile.select([s.header for s in sources], service.profile_rules))
     used = [s for s in sources if str(s.header.SOPInstanceUID) in selected]
     try:
         with _timed(spent, "load"):
             datasets = _load(used)
         with _timed(spent, "prepare"):
-            prepared = profile.prepare(datasets, service.audit_rules)
+            prepared = profile.prepare(datasets, service.profile_rules)
     except InputRejected as refusal:
         _finish_without_result(analysis, Analysis.Status.NOT_ANALYSABLE, refusal.code, refusal.reason_ru)
         return
@@ -219,16 +218,12 @@ def _retry_or_fail(analysis: Analysis, exc: Exception) -> None:
 
 
 def _finish_without_result(analysis: Analysis, status: str, code: str, reason: str) -> None:
-    """End the analysis with a reason; its *not analysable* SR is written by a task after commit."""
-    from inference.tasks import write_refusal_report
-
+    """End the analysis with a reason, if this run still holds it."""
     with organization_scope(organization_id=analysis.organization_id):
         locked = services.analysis_lock_for_result(analysis_id=analysis.id, attempt=analysis.attempt)
         if locked is None:
             return
-        services.analysis_finish(analysis=locked, status=status, reason=reason, code=code)
-        if not locked.shadow:
-            transaction.on_commit(lambda: write_refusal_report.delay(locked.id, locked.organization_id))
+        services.analysis_end_without_result(analysis=locked, status=status, code=code, reason=reason)
     logger.info("analysis %s ended %s (%s)", analysis.id, status, code)
 
 

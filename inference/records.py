@@ -87,6 +87,13 @@ class AIService(models.Model):
     def __str__(self) -> str:
         return f"{self.vendor} {self.name} {self.version}"
 
+    @property
+    def profile_rules(self) -> dict:
+        """The rules its profile audits and selects images by: what the registry says the service accepts
+        (modalities, body parts, views; an empty list keeps the profile's default), then `audit_rules`."""
+        accepted = {"modalities": self.modalities, "body_parts": self.body_parts, "views": self.views}
+        return {**{key: value for key, value in accepted.items() if value}, **self.audit_rules}
+
 
 class Analysis(TenantOwned):
     """One study analysed by one service, or one study that no service matched (service empty).

@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from inference.records import Analysis
+from inference.services import analysis_end_without_result
 from tenants.scope import dangerously_unscoped
 
 logger = logging.getLogger(__name__)
@@ -83,10 +84,10 @@ def _recover_expired_leases() -> None:
     expired = Analysis.objects.filter(status__in=Analysis.IN_FLIGHT, lease_until__lt=now)
     for analysis in expired.select_for_update(skip_locked=True):
         if analysis.attempt >= settings.INFERENCE_MAX_ATTEMPTS:
-            from inference.services import analysis_fail
-
-            analysis_fail(analysis=analysis, code="worker_lost",
-                          reason="Анализ прерван: обработчик не ответил за отведённое время.")
+            logger.warning("analysis %s lost its worker on its last attempt; failed", analysis.id)
+            analysis_end_without_result(analysis=analysis, status=Analysis.Status.FAILED, code="worker_lost",
+                                        reason="Анализ прерван: обработчик ИИ не ответил за отведённое время; "
+                                               "исследование передано врачу без анализа ИИ.")
         else:
             logger.warning("analysis %s lost its worker (attempt %s); queued again", analysis.id, analysis.attempt)
             Analysis.objects.filter(id=analysis.id).update(status=Analysis.Status.QUEUED, lease_until=None)

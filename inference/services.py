@@ -119,6 +119,18 @@ def analysis_finish(*, analysis: Analysis, status: str, reason: str = "", code: 
     return analysis
 
 
+def analysis_end_without_result(*, analysis: Analysis, status: str, code: str, reason: str) -> Analysis:
+    """End an analysis that has no result (refused by the audit, failed, its worker lost); the clinic
+    still gets an answer: its *not analysable* SR, written by a task after commit. The caller holds the
+    row lock."""
+    from inference.tasks import write_refusal_report
+
+    analysis_finish(analysis=analysis, status=status, reason=reason, code=code)
+    if not analysis.shadow:
+        transaction.on_commit(lambda: write_refusal_report.delay(analysis.id, analysis.organization_id))
+    return analysis
+
+
 def _result_event(analysis: Analysis) -> dict:
     """What the RIS hears: ids, outcome and where to read the result; never patient data."""
     study_uid = analysis.study.study_instance_uid
@@ -151,7 +163,8 @@ def autonomous_normal(*, service: AIService, organization_id: int, probability: 
 @transaction.atomic
 def worklist_refresh(*, study_id: int) -> WorklistEntry | None:
     """Re-rank a study from its analyses. When every analysis is done, it is ready for a radiologist, or
-    closed by AI if every one succeeded, none found pathology and at least one was an autonomous normal."""
+    closed by AI if every one is an autonomous normal: one service that may not close it (not autonomous
+    here, or unsure) keeps the study for a radiologist."""
     entry = WorklistEntry.objects.select_for_update().filter(study_id=study_id).first()
     if entry is None:
         return None
@@ -162,9 +175,8 @@ def worklist_refresh(*, study_id: int) -> WorklistEntry | None:
     entry.urgent = entry.urgent or any(a.ai_urgent for a in analyses)
     # Only a study still waiting for AI moves on: one a radiologist has (or got back) is never closed again.
     if entry.status == WorklistEntry.Status.AWAITING_AI and all(a.status in Analysis.FINAL for a in analyses):
-        closed = (
-            all(a.status == Analysis.Status.SUCCEEDED and not a.pathology for a in analyses)
-            and any(a.autonomous for a in analyses)
+        closed = bool(analyses) and all(
+            a.status == Analysis.Status.SUCCEEDED and not a.pathology and a.autonomous for a in analyses
         )
         entry.status = WorklistEntry.Status.CLOSED_BY_AI if closed else WorklistEntry.Status.READY
         entry.reported_at = timezone.now() if closed else None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from billing.models import BillableService
 from inference import triton as triton_client
 from inference.phantoms import chest_radiograph
 from inference.records import AIService, Analysis, WorklistEntry
@@ -63,6 +64,7 @@ def test_triton_down_fails_with_a_reason_after_retries_and_the_study_stays_on_th
     assert "недоступен" in analysis.reason
     assert WorklistEntry.objects.get(study=study).status == WorklistEntry.Status.READY
     assert results_in_study(study) == ["SR"]  # the *not analysable* answer, no markings
+    assert not BillableService.objects.filter(analysis_id=analysis.id).exists()  # a result is billed, even held
 
 
 def test_a_model_answering_other_tensors_fails_without_retries(

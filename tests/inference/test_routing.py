@@ -1,8 +1,10 @@
 """A completed study goes to every enabled service whose rules match it, once; otherwise it is *not routed*,
 with a reason the clinic can read."""
 
+import time
+
 from inference.phantoms import chest_radiograph, mammography_study
-from inference.records import Analysis, WorklistEntry
+from inference.records import AIService, Analysis, WorklistEntry
 from inference.services import study_route
 from medai.archive.synthetic import make_series
 
@@ -60,3 +62,17 @@ def test_a_stat_study_is_urgent(tenant_factory, reference_services, archived_stu
     [analysis] = study_route(study_id=study.id)
     assert analysis.urgent
     assert WorklistEntry.objects.get(study=study).urgent
+
+
+def test_the_views_a_service_accepts_narrow_its_audit(tenant_factory, reference_services, archived_study, worker):
+    organization, _ = tenant_factory()
+    reference_services()
+    AIService.objects.filter(code="ref-chest-xray").update(views=["PA"])  # the operator accepts PA only
+    study = archived_study(organization, [chest_radiograph(size=64, view="AP")[0]])
+    [analysis] = study_route(study_id=study.id)
+    deadline = time.monotonic() + 30
+    while analysis.status not in Analysis.FINAL and time.monotonic() < deadline:
+        time.sleep(0.2)
+        analysis.refresh_from_db()
+    assert (analysis.status, analysis.reason_code) == (Analysis.Status.NOT_ANALYSABLE, "not_frontal")
+    assert "только для PA." in analysis.reason

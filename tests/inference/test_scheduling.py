@@ -1,14 +1,17 @@
 """Dispatch is urgent first and fair between organizations: one clinic's backlog does not hold back
-another's study, and a run whose worker died goes back to the queue."""
+another's study, and a run whose worker died goes back to the queue, or fails with an answer after its
+last attempt."""
 
 import datetime as dt
+import time
 
 from django.utils import timezone
 
 from inference.phantoms import chest_radiograph
-from inference.records import Analysis
+from inference.records import Analysis, WorklistEntry
 from inference.scheduling import analyses_dispatch
 from inference.services import study_route
+from medai.archive.models import Instance
 
 
 def queue_studies(organization, count, archived_study, *, priority=""):
@@ -65,6 +68,30 @@ def test_an_analysis_whose_worker_died_is_queued_again(tenant_factory, reference
     analysis.refresh_from_db()
     assert analysis.status == Analysis.Status.QUEUED
     assert analysis.attempt == 1
+
+
+def test_an_analysis_whose_worker_died_on_its_last_attempt_fails_and_the_clinic_gets_an_answer(
+    tenant_factory, reference_services, archived_study, settings, worker
+):
+    settings.INFERENCE_CAPACITY = 0
+    organization, _ = tenant_factory()
+    reference_services()
+    [lost, waiting] = queue_studies(organization, 2, archived_study)
+    Analysis.objects.filter(id=lost.id).update(
+        status=Analysis.Status.RUNNING, attempt=settings.INFERENCE_MAX_ATTEMPTS,
+        lease_until=timezone.now() - dt.timedelta(seconds=1),
+    )
+    analyses_dispatch()  # and dispatch goes on for everyone else
+    lost.refresh_from_db()
+    assert (lost.status, lost.reason_code) == (Analysis.Status.FAILED, "worker_lost")
+    assert WorklistEntry.objects.get(study_id=lost.study_id).status == WorklistEntry.Status.READY
+    waiting.refresh_from_db()
+    assert waiting.status == Analysis.Status.QUEUED
+    deadline = time.monotonic() + 30
+    while not lost.sr_sop_instance_uid and time.monotonic() < deadline:  # the not-analysable SR, by the worker
+        time.sleep(0.2)
+        lost.refresh_from_db()
+    assert Instance.objects.filter(study_id=lost.study_id, sop_instance_uid=lost.sr_sop_instance_uid).exists()
 
 
 def test_an_analysis_past_its_deadline_is_flagged_late(tenant_factory, reference_services, archived_study, settings):

@@ -24,6 +24,7 @@ from tests.dicomweb.stow_client import multipart, stow
 pytestmark = pytest.mark.timeout(360)
 
 ROOT = Path(__file__).resolve().parents[2]
+MEDAI = str(Path(sys.executable).parent / "medai")  # the console script, as the README runs it
 # The test session's own servers: `medai up` must start its own instead.
 OWN_SERVERS = ("DATABASE_URL", "CELERY_BROKER_URL", "S3_ENDPOINT_URL", "TRITON_URL", "TRITON_HTTP_URL",
                "KEYCLOAK_URL", "HEALTH_READY_CHECKS")
@@ -35,7 +36,7 @@ def start(home: Path, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in OWN_SERVERS}
     env["MEDAI_HOME"] = str(home)
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "up", "--port", str(port)], env=env,
+        return subprocess.Popen([MEDAI, "up", "--port", str(port)], env=env, cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -95,6 +96,10 @@ def test_up_serves_demo_tenants_stops_cleanly_and_keeps_state(tmp_path):
         users = {u["username"]: u for u in credentials["users"]}
         pacs = next(u for u in credentials["users"] if u["role"] == "uploader")
         assert pacs["organization"] and pacs["region"] == "RU-MOW"
+        said = (tmp_path / "first.log").read_text()  # what the person at the terminal reads
+        assert "PostgreSQL (pgserver)" in said and "database migrations" in said
+        assert f"http://127.0.0.1:{port}/dashboard/" in said and f"http://127.0.0.1:{port}/dicomweb" in said
+        assert all(f"password {u['password']}   token {u['token']}" in said for u in credentials["users"])
 
         qido = f"{credentials['dicomweb_url']}/studies"
         assert requests.get(qido, headers=bearer(pacs), timeout=10).status_code == 200
