@@ -6,6 +6,7 @@ import time
 from inference.phantoms import chest_radiograph, mammography_study
 from inference.records import AIService, Analysis, WorklistEntry
 from inference.services import study_route
+from medai.archive.models import Instance
 from medai.archive.synthetic import make_series
 
 
@@ -31,7 +32,9 @@ def test_routing_twice_creates_nothing_new(tenant_factory, reference_services, a
     assert Analysis.objects.filter(study=study).count() == 1
 
 
-def test_a_study_no_service_accepts_is_not_routed_with_its_reason(tenant_factory, reference_services, archived_study):
+def test_a_study_no_service_accepts_is_not_routed_with_its_reason_and_gets_its_answer(
+    tenant_factory, reference_services, archived_study, worker
+):
     organization, _ = tenant_factory()
     reference_services()
     head = make_series(modality="CT", count=2)
@@ -43,6 +46,12 @@ def test_a_study_no_service_accepts_is_not_routed_with_its_reason(tenant_factory
     assert analysis.status == Analysis.Status.NOT_ROUTED
     assert "CT HEAD" in analysis.reason
     assert WorklistEntry.objects.get(study=study).status == WorklistEntry.Status.READY
+    deadline = time.monotonic() + 30
+    while not analysis.sr_sop_instance_uid and time.monotonic() < deadline:  # the *not analysable* SR
+        time.sleep(0.2)
+        analysis.refresh_from_db()
+    report = Instance.objects.get(study=study, sop_instance_uid=analysis.sr_sop_instance_uid)
+    assert report.series.modality == "SR"
 
 
 def test_a_service_not_enabled_for_the_region_is_not_used(tenant_factory, reference_services, archived_study):
