@@ -1,6 +1,10 @@
 """The dashboards, as a signed-in person sees them: the numbers equal /api/v1/stats's, each level shows its
 parts, scopes hold, and the page speaks Russian or English."""
 
+from decimal import Decimal
+
+from django.utils.formats import localize
+from django.utils.translation import override
 from lxml import html
 
 from medai.accounts.models import Role
@@ -85,3 +89,20 @@ def test_russian_first_english_on_request(nation, client):
     ministry.post("/i18n/setlang/", {"language": "en", "next": "/dashboard/national"})
     page = ministry.get("/dashboard/national").content.decode()
     assert "Studies received" in page and "Исследований" not in page
+
+
+def test_autonomy_money_and_quality_follow_the_apis_counts(nation, client, api_client_for, settings):
+    ministry = api_client_for(Role.MINISTRY_ANALYST)
+    page = html.fromstring(signed_in(client, Role.MINISTRY_ANALYST).get(f"/dashboard/national?{WINDOW}").content)
+    [totals] = api(ministry, "level=national")
+    saved = Decimal(settings.STATS_READING_COST_RUB) * totals["autonomous"]
+    share = round(100 * totals["autonomous"] / totals["analysed"], 1)
+    with override("ru"):  # the page's language: decimal commas
+        assert page.cssselect("#money-saved")[0].text_content().strip() == localize(saved.quantize(Decimal("0.01")))
+        assert page.cssselect("#autonomous-share")[0].text_content().split(" %")[0].strip() == localize(share)
+    by_service = {row["service"]: row for row in api(ministry, "level=national&group_by=service") if row["service"]}
+    rows = page.cssselect("#quality-table tbody tr[data-key]")
+    assert {tr.get("data-key") for tr in rows} == set(by_service)
+    for tr in rows:
+        cells = {cell.get("data-stat"): cell.text_content() for cell in tr.cssselect("td[data-stat]")}
+        assert cells["analysed"] == as_text(by_service[tr.get("data-key")]["analysed"])
