@@ -7,6 +7,9 @@ such slices is analysed.
 Probability of pathology: 0 for CT-0 (no lesion voxel); with any lesion 0.5 + the affected share,
 capped at 1 (CT-1 0.5-0.75, CT-2 0.75-1, CT-3 and CT-4 1). Urgent: CT-3 and CT-4.
 Marks: for each lung with lesions, the model's box around them on the slice where they are largest.
+Measurements: the affected share; per lung its volume and its ground-glass, consolidation and lesion (both
+together) volumes; and the totals of the three over both lungs, which the SR's TID 1500 group, the JSON result
+and the conclusion text all take from this one list.
 """
 
 from collections import defaultdict
@@ -92,24 +95,30 @@ class ChestCT(Profile):
                   pathology_threshold: float) -> Outcome:
         answer = {name: tensor[0] for name, tensor in answers[0].items()}  # the batch of one
         severity, share = int(answer["SEVERITY"][0]), float(answer["AFFECTED_SHARE"][0])
-        lesions_ml = answer["GROUND_GLASS_ML"] + answer["CONSOLIDATION_ML"]
+        # float64 before adding, so a total is the sum of the model's values, not of float32 roundings
+        ground_glass = answer["GROUND_GLASS_ML"].astype(np.float64)
+        consolidation = answer["CONSOLIDATION_ML"].astype(np.float64)
+        lesions_ml = ground_glass + consolidation
         probability = 0.0 if severity == 0 else min(1.0, 0.5 + share)
         measurements = [Measurement("Affected lung share", "Доля поражения лёгких", round(share * 100, 1), "%")]
         for i, (side, side_ru, _) in enumerate(SIDES):
             measurements += [
                 Measurement(f"Lung volume, {side} lung", f"Объём лёгкого, {side_ru}", _ml(answer["LUNG_ML"][i]), "ml"),
                 Measurement(f"Ground-glass volume, {side} lung", f"Объём матового стекла, {side_ru} лёгкое",
-                            _ml(answer["GROUND_GLASS_ML"][i]), "ml"),
+                            _ml(ground_glass[i]), "ml"),
                 Measurement(f"Consolidation volume, {side} lung", f"Объём консолидации, {side_ru} лёгкое",
-                            _ml(answer["CONSOLIDATION_ML"][i]), "ml"),
+                            _ml(consolidation[i]), "ml"),
+                Measurement(f"Lesion volume, {side} lung", f"Объём поражения, {side_ru} лёгкое",
+                            _ml(lesions_ml[i]), "ml"),
             ]
+        measurements += _totals(ground_glass, consolidation)
         marks = _key_slice_marks(prepared, answer["KEY_SLICE"], answer["LESION_BOX"])
         key_images = list(dict.fromkeys(m.sop_instance_uid for m in marks))
         return Outcome(
             probability=probability, pathology=probability >= pathology_threshold, category=f"CT-{severity}",
             urgent=severity >= 3, measurements=measurements, marks=marks,
             key_images=key_images or [prepared.sop_instance_uids[len(prepared.sop_instance_uids) // 2]],
-            conclusion_ru=_conclusion(severity, share, lesions_ml, probability),
+            conclusion_ru=_conclusion(severity, share, ground_glass, consolidation, probability),
         )
 
 
@@ -179,12 +188,30 @@ def _ml(value: float) -> float:
     return round(float(value), 1)
 
 
-def _conclusion(severity: int, share: float, lesions_ml: np.ndarray, probability: float) -> str:
+def _totals(ground_glass: np.ndarray, consolidation: np.ndarray) -> list[Measurement]:
+    """Both lungs together: the CT-0..CT-4 grade is of the whole lung, and a radiologist follows the total
+    lesion volume between studies. Each total is rounded once, from the unrounded per-lung values."""
+    return [
+        Measurement("Total ground-glass volume", "Общий объём матового стекла", _ml(ground_glass.sum()), "ml"),
+        Measurement("Total consolidation volume", "Общий объём консолидации", _ml(consolidation.sum()), "ml"),
+        Measurement("Total lesion volume", "Общий объём поражения", _ml(ground_glass.sum() + consolidation.sum()),
+                    "ml"),
+    ]
+
+
+def _conclusion(severity: int, share: float, ground_glass: np.ndarray, consolidation: np.ndarray,
+                probability: float) -> str:
+    """The draft text: where the lesions are and how much, in ml per lung and in total (split by type, as the
+    radiologist describes ground glass and consolidation apart), then the share and the CT grade."""
     if severity == 0:
         finding = "Признаков поражения лёгочной ткани не выявлено (КТ-0)."
     else:
+        lesions_ml = ground_glass + consolidation
         sides = ", ".join(f"в {where} лёгком {number_ru(float(ml), 0)} мл"
                           for (_, _, where), ml in zip(SIDES, lesions_ml, strict=True) if ml > 0)
         finding = (f"Признаки поражения лёгочной ткани (матовое стекло, консолидация): {sides}; "
-                   f"объём поражения {number_ru(share * 100, 0)} % (КТ-{severity}).")
+                   f"общий объём поражения {number_ru(float(lesions_ml.sum()), 0)} мл "
+                   f"(матовое стекло {number_ru(float(ground_glass.sum()), 0)} мл, "
+                   f"консолидация {number_ru(float(consolidation.sum()), 0)} мл), "
+                   f"{number_ru(share * 100, 0)} % объёма лёгких (КТ-{severity}).")
     return f"КТ органов грудной клетки. {finding} Вероятность патологии {number_ru(probability)}."
