@@ -14,7 +14,7 @@ from typing import BinaryIO
 from pydicom import Dataset, dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from medai.dicomweb.dicomjson import BULK_DATA_THRESHOLD, bulk_uri, dataset_metadata, pixel_data_entry
 
@@ -22,6 +22,7 @@ _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
 _ITEM = (0xFFFE, 0xE000)
 _UNDEFINED = 0xFFFFFFFF
+PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class UnreadableDicom(ValueError):
@@ -60,11 +61,14 @@ def read_received(fileobj: BinaryIO, size: int, *, json_cache: dict | None = Non
         value = dataset.get(keyword)
         if not value or not UID(str(value)).is_valid:
             raise UnreadableDicom(f"{keyword} is missing or not a valid UID")
-    pixel_data_at = fileobj.tell()
-    has_pixel_data = pixel_data_at < size
-    if has_pixel_data:
-        _check_pixel_data_framing(fileobj, pixel_data_at, size, dataset.file_meta.TransferSyntaxUID)
-    elif "Rows" in dataset:
+    if dataset.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian:
+        has_pixel_data = _deflated_has_pixel_data(fileobj)
+    else:
+        pixel_data_at = fileobj.tell()
+        has_pixel_data = pixel_data_at < size
+        if has_pixel_data:
+            _check_pixel_data_framing(fileobj, pixel_data_at, size, dataset.file_meta.TransferSyntaxUID)
+    if not has_pixel_data and "Rows" in dataset:
         raise UnreadableDicom("image attributes are present but the pixel data is missing (truncated file?)")
     return ReceivedFile(dataset, has_pixel_data, json_cache)
 
@@ -138,6 +142,17 @@ def with_preamble(fileobj: BinaryIO, *, spool_bytes: int) -> tuple[tempfile.Spoo
         size += len(chunk)
     out.seek(0)
     return out, size, digest.hexdigest()
+
+
+def _deflated_has_pixel_data(fileobj: BinaryIO) -> bool:
+    """A deflated data set is one compressed stream, so the file's position after the header says
+    nothing about the pixel data: inflate it all (zlib fails on a cut stream) and look."""
+    fileobj.seek(0)
+    try:
+        dataset = read_stored(fileobj)
+    except Exception as exc:
+        raise UnreadableDicom(f"the deflated data set cannot be inflated: {type(exc).__name__}") from exc
+    return any(keyword in dataset for keyword in PIXEL_DATA_KEYWORDS)
 
 
 def read_stored(fileobj: BinaryIO, *, stop_before_pixels: bool = False) -> Dataset:
