@@ -7,6 +7,7 @@ URLs exported first. Triton and the gunicorn web tier start lazily, once, for th
 
 import concurrent.futures
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -101,9 +102,19 @@ def _database_url_of(settings_dict: dict) -> str:
     return urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + settings_dict["NAME"]).geturl()
 
 
+def _file_size_limit(env: dict[str, str]):
+    """For the child only: this process keeps writing its own files meanwhile."""
+    limit = env.get("MEDAI_TEST_RLIMIT_FSIZE")
+    if limit is None:
+        return None
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
 @pytest.fixture(scope="session")
 def web_server_factory(django_db_setup, django_db_blocker):
-    """Start gunicorn on the test database with extra settings; the same server for the same settings."""
+    """Start gunicorn on the test database with extra settings; the same server for the same settings.
+    MEDAI_TEST_RLIMIT_FSIZE=N starts it under `ulimit -f` (bytes): its writes past N bytes of a file fail
+    as on a full disk."""
     from django.db import connection
 
     servers: dict[tuple, services.RunningService] = {}
@@ -119,7 +130,7 @@ def web_server_factory(django_db_setup, django_db_blocker):
                 [sys.executable, "-m", "gunicorn", "medai.wsgi:application", "--bind", f"127.0.0.1:{port}",
                  "--workers", workers, "--threads", "4", "--worker-class", "gthread", "--timeout", "300",
                  "--chdir", str(ROOT / "platform")],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
+                env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_file_size_limit(env),
             )
             url = f"http://127.0.0.1:{port}"
             services.wait_until(lambda: services.http_ok(url + "/api/schema/"), timeout=60,

@@ -2,6 +2,7 @@
 
 import io
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pydicom
@@ -10,11 +11,13 @@ from dicomweb_client import DICOMwebClient
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
+from medai.archive.dicomfile import PREAMBLE
 from medai.archive.models import Instance, Study
 from medai.archive.synthetic import make_instance, make_series, to_bytes
 from tests.dicomweb.stow_client import failures, multipart, multipart_chunks, stored, stow
 
 CANNOT_UNDERSTAND, SOP_CLASS_NOT_SUPPORTED, MISMATCH, DUPLICATE = 0xC000, 0x0122, 0xA900, 0x0111
+OUT_OF_RESOURCES = 0xA700
 
 
 def assert_archive_holds_exactly(storage, organization, sop_uids) -> None:
@@ -291,3 +294,90 @@ def test_chunked_body_over_the_limit_gets_413_and_stores_nothing(
     response = stow(base_url, token, multipart_chunks(files))
     assert response.status_code == 413
     assert_archive_holds_exactly(use_storage, organization, [])
+
+
+# The web tier under `ulimit -f`: its writes past this size of a file fail with EFBIG (Python ignores
+# SIGXFSZ), as they fail with ENOSPC on a full disk. Small instances fit; a 2 MB one does not.
+FILE_SIZE_LIMIT = 1024 * 1024
+
+
+def server_out_of_room(web_server_factory, **env: str) -> str:
+    """A web tier of its own, started under the file size limit."""
+    return web_server_factory(MEDAI_TEST_RLIMIT_FSIZE=str(FILE_SIZE_LIMIT), **env)
+
+
+def instance_of_size(size: int, **kwargs) -> pydicom.Dataset:
+    """An instance whose Part 10 file is exactly `size` bytes (even), padded with an image comment."""
+    ds = make_instance(rows=(size - 8192) // 1024, columns=512, **kwargs)
+    ds.ImageComments = ""
+    ds.ImageComments = "x" * (size - len(to_bytes(ds)))
+    assert len(to_bytes(ds)) == size
+    return ds
+
+
+def test_temporary_files_running_out_of_room_fail_those_parts_with_a700_and_the_others_are_stored(
+    transactional_db, web_server_factory, tenant_factory, use_storage, storage_backend
+):
+    """A part spooled to a temporary file, and one copied to add its preamble, cannot be kept: each fails
+    alone with 0xA700, named by its UIDs, and the parts around them are stored."""
+    base_url = server_out_of_room(web_server_factory, DICOMWEB_SPOOL_MEMORY_BYTES=str(256 * 1024),
+                                  **storage_backend)
+    organization, token = tenant_factory()
+    study, series = generate_uid(), generate_uid()
+    before, spooled, unprefixed, after = [
+        make_instance(study_uid=study, series_uid=series, instance_number=1),
+        make_instance(study_uid=study, series_uid=series, instance_number=2, rows=1024, columns=1024),
+        # Sent without its preamble, as in-memory senders do: it fits, but its copy with one does not.
+        instance_of_size(FILE_SIZE_LIMIT + 64, study_uid=study, series_uid=series, instance_number=3),
+        make_instance(study_uid=study, series_uid=series, instance_number=4),
+    ]
+    files = [to_bytes(before), to_bytes(spooled), to_bytes(unprefixed)[len(PREAMBLE):], to_bytes(after)]
+    response = stow(base_url, token, multipart(files))
+    assert response.status_code == 202, response.text
+    assert failures(response) == [(str(spooled.SOPInstanceUID), OUT_OF_RESOURCES),
+                                  (str(unprefixed.SOPInstanceUID), OUT_OF_RESOURCES)]
+    assert response.headers["Retry-After"].isdigit()
+    acknowledged = [str(before.SOPInstanceUID), str(after.SOPInstanceUID)]
+    assert stored(response) == acknowledged
+    assert_archive_holds_exactly(use_storage, organization, acknowledged)
+    found = client_for(base_url, token).search_for_instances(study_instance_uid=study)
+    assert sorted(item["00080018"]["Value"][0] for item in found) == sorted(acknowledged)
+
+
+@pytest.fixture(scope="module")
+def local_home_out_of_room(tmp_path_factory) -> Path:
+    """MEDAI_HOME of the server whose local object storage runs out of room: one for the module, one server."""
+    return tmp_path_factory.mktemp("medai-out-of-room")
+
+
+@pytest.mark.parametrize("rows", [1024, 5120], ids=["written-ahead", "written-by-the-request"])
+def test_object_storage_running_out_of_room_fails_the_request_with_a700_and_keeps_what_was_acknowledged(
+    transactional_db, web_server_factory, tenant_factory, settings, local_home_out_of_room, rows
+):
+    """Local object storage cannot take a 2 MB object (written by the batch's writers) or a 10 MB one
+    (written by the request's thread): the batch is undone, every instance of the request fails with
+    0xA700, and the study holds what an earlier request stored, no row, object or temporary file more."""
+    home = local_home_out_of_room
+    settings.S3_ENDPOINT_URL, settings.LOCAL_STORAGE_ROOT = "", home / "objects"
+    from medai.archive.storage import get_storage
+
+    storage = get_storage()
+    base_url = server_out_of_room(web_server_factory, S3_ENDPOINT_URL="", MEDAI_HOME=str(home),
+                                  DICOMWEB_SPOOL_MEMORY_BYTES=str(16 * 1024**2))  # the parts stay in memory
+    organization, token = tenant_factory()
+    study, series = generate_uid(), generate_uid()
+    earlier = [make_instance(study_uid=study, series_uid=series, instance_number=n) for n in (1, 2)]
+    assert stow(base_url, token, multipart([to_bytes(ds) for ds in earlier])).status_code == 200
+    sent = [make_instance(study_uid=study, series_uid=series, instance_number=3),
+            make_instance(study_uid=study, series_uid=series, instance_number=4, rows=rows, columns=1024),
+            make_instance(study_uid=study, series_uid=series, instance_number=5)]
+    response = stow(base_url, token, multipart([to_bytes(ds) for ds in sent]))
+    assert response.status_code == 409, response.text
+    assert sorted(failures(response)) == sorted((str(ds.SOPInstanceUID), OUT_OF_RESOURCES) for ds in sent)
+    assert response.headers["Retry-After"].isdigit()
+    acknowledged = [str(ds.SOPInstanceUID) for ds in earlier]
+    assert_archive_holds_exactly(storage, organization, acknowledged)
+    assert list((home / "objects").rglob(".incoming-*")) == []
+    assert Study.objects.get(organization=organization).number_of_instances == 2
+    found = client_for(base_url, token).search_for_instances(study_instance_uid=study)
+    assert sorted(item["00080018"]["Value"][0] for item in found) == sorted(acknowledged)

@@ -6,21 +6,26 @@ over the buffer, a part's bytes are copied out of it once (twice if it spans two
 SHA-256, the largest cost of reading, is computed by another thread while the caller parses the part.
 Parts are yielded as soon as they end, so a 1 GB study is stored part by part. Accepts what real
 senders send: a preamble or leading CRLF before the first boundary, transport padding after a
-delimiter, and no CRLF after the closing one.
+delimiter, and no CRLF after the closing one. A part whose bytes cannot be kept (its temporary file's
+disk is full) is read past and yielded with the error, so the parts after it are still read: whether
+that fails the request is the caller's to decide.
 """
 
 import hashlib
 import io
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import BinaryIO
 
 READ_SIZE = 1024 * 1024
 MAX_PREAMBLE = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024  # one part's header block; a STOW part has one or two short headers
+HEAD_BYTES = 64 * 1024  # kept of a part that could not be kept: its DICOM header, to name the instance
 _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _PADDING = b" \t"
 
@@ -40,6 +45,7 @@ class Part:
     size: int = 0
     digest: "str | Future[str]" = ""  # a part's SHA-256 is computed by another thread while it is parsed
     complete: bool = False
+    failure: OSError | None = None  # the part could not be kept; `file` holds only its first bytes
 
     @property
     def sha256(self) -> str:
@@ -234,9 +240,19 @@ class _Spool:
         self.size = 0
         self.file: BinaryIO | None = None
         self.digest = hashlib.sha256()  # of the bytes in the file
+        self.failure: OSError | None = None
+        self.head = b""  # what is left of a part that could not be kept
 
     def write(self, data: memoryview) -> None:
         self.size += len(data)
+        if self.failure is not None:
+            return  # the rest of a part that cannot be kept is read past, so the parts after it still are
+        try:
+            self._keep(data)
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _keep(self, data: memoryview) -> None:
         if self.file is not None:
             self.file.write(data)
             self.digest.update(data)
@@ -249,7 +265,24 @@ class _Spool:
                 self.digest.update(chunk)
             self.chunks = []
 
+    def _give_up(self, failure: OSError) -> None:
+        """Keep the error and the part's first bytes, which say what instance it was; drop the rest."""
+        self.failure = failure
+        if self.chunks:
+            self.head = b"".join(self.chunks)[:HEAD_BYTES]
+        elif self.file is not None:
+            with suppress(OSError):  # read from the disk, past the buffer that could not be written out
+                self.head = os.pread(self.file.fileno(), HEAD_BYTES, 0)
+        self.discard()
+
     def part(self, headers: dict[str, str], *, complete: bool) -> Part:
+        if self.file is not None and self.failure is None:
+            try:
+                self.file.flush()  # a full disk may tell only when the last buffered bytes go out
+            except OSError as exc:
+                self._give_up(exc)
+        if self.failure is not None:
+            return Part(headers, io.BytesIO(self.head), self.size, "", complete, self.failure)
         if self.file is None:
             data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
             self.chunks = []
@@ -264,7 +297,9 @@ class _Spool:
     def discard(self) -> None:
         self.chunks = []
         if self.file is not None:
-            self.file.close()
+            with suppress(OSError):  # closing a file whose buffer could not be written out fails again
+                self.file.close()
+            self.file = None
 
 
 def _sha256(data: bytes) -> str:

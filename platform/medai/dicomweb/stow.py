@@ -4,18 +4,25 @@ The body is streamed part by part (multipart_reader); each part is vetted (dicom
 and indexed through one archive ReceiveBatch, so the request is all-or-nothing towards storage:
 a storage outage answers 503 and leaves nothing indexed. Per-instance failures are reported in the
 Store Instances Response with the PS3.18 failure reasons; re-sending an instance is idempotent.
+
+A server out of resources (a full disk or quota, a file size limit, no file descriptors) is no outage:
+the instances it could not keep fail with 0xA700 and the response says when to retry. A part whose
+temporary file ran out fails alone; object storage running out undoes the batch, as any storage failure
+does, so every instance of the request fails with 0xA700 and nothing of it is left half-stored.
 """
 
+import errno
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from python_multipart.multipart import parse_options_header
 
 from medai.accounts.models import Role
-from medai.archive.dicomfile import UnreadableDicom, lacks_preamble, read_received, with_preamble
+from medai.archive.dicomfile import UnreadableDicom, lacks_preamble, read_received, read_stored, with_preamble
 from medai.archive.services import ConcurrentUpload, DuplicateConflict, ReceiveBatch
 from medai.archive.sop_classes import STORAGE_SOP_CLASSES
 from medai.archive.storage import StorageUnavailable
@@ -29,6 +36,13 @@ CANNOT_UNDERSTAND = 0xC000
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 STUDY_UID_MISMATCH = 0xA900
 DUPLICATE_DIFFERENT_CONTENT = 0x0111
+OUT_OF_RESOURCES = 0xA700
+
+# What a server that ran out of room says (disk, quota, file size limit, descriptors, memory): a retry
+# later may well succeed.
+_OUT_OF_RESOURCES_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
+)
 
 UPLOAD_ROLES = {Role.UPLOADER, Role.ORG_ADMIN}
 
@@ -51,6 +65,13 @@ class StoreOutcome:
     failed: list[dict] = field(default_factory=list)
     conflicts: set[str] = field(default_factory=set)  # referenced at first, found stored with other content later
     json_cache: dict = field(default_factory=dict)  # DICOM JSON of elements seen in this request's parts
+    storage_full: StorageUnavailable | None = None  # the batch is to be undone: storage ran out of resources
+
+    def undo_referenced(self) -> None:
+        """The batch was undone: nothing referenced so far was stored."""
+        self.failed += [_failed_item(item["00081150"]["Value"][0], item["00081155"]["Value"][0], OUT_OF_RESOURCES)
+                        for item in self.referenced]
+        self.referenced.clear()
 
 
 class Store(DicomWebView):
@@ -96,12 +117,17 @@ class Store(DicomWebView):
                         self._store_part(request, batch, part, study, outcome)
                     finally:
                         part.close()
+                if outcome.storage_full is not None:
+                    raise outcome.storage_full  # undo the batch: a write that failed alone would not
         except MultipartError as exc:
             return dicomweb_error(400, f"Malformed multipart/related body: {exc}")
         except BodyTooLarge:
             return _too_large()
-        except StorageUnavailable:
-            return _retry_later("Object storage is unavailable; nothing from this request was stored.", status=503)
+        except StorageUnavailable as exc:
+            if not _out_of_resources(exc):
+                return _retry_later("Object storage is unavailable; nothing from this request was stored.",
+                                    status=503)
+            outcome.undo_referenced()
         except ConcurrentUpload:
             return _retry_later("The same instances are being stored by another request; nothing from this one"
                                 " was stored. Send it again.", status=503)
@@ -113,13 +139,20 @@ class Store(DicomWebView):
         def fail(reason: int, sop_class: str = "", sop_instance: str = "") -> None:
             outcome.failed.append(_failed_item(sop_class, sop_instance, reason))
 
+        if part.failure is not None:  # read past: only its first bytes were kept
+            _raise_unless_out_of_resources(part.failure)
+            return fail(OUT_OF_RESOURCES, *_uids_in(part.file))
         media_type, _ = parse_options_header(part.content_type or "application/dicom")
         if media_type.decode().lower() != "application/dicom" or not part.complete:
             return fail(CANNOT_UNDERSTAND)
         if lacks_preamble(part.file):
             received_as = part.file
-            part.file, part.size, part.sha256 = with_preamble(
-                received_as, spool_bytes=settings.DICOMWEB_SPOOL_MEMORY_BYTES)
+            try:
+                part.file, part.size, part.sha256 = with_preamble(
+                    received_as, spool_bytes=settings.DICOMWEB_SPOOL_MEMORY_BYTES)
+            except OSError as exc:
+                _raise_unless_out_of_resources(exc)
+                return fail(OUT_OF_RESOURCES, *_uids_in(received_as))
             received_as.close()
         try:
             received = read_received(part.file, part.size, json_cache=outcome.json_cache)
@@ -131,12 +164,19 @@ class Store(DicomWebView):
             return fail(SOP_CLASS_NOT_SUPPORTED, sop_class, sop_instance)
         if study is not None and str(dataset.StudyInstanceUID) != study:
             return fail(STUDY_UID_MISMATCH, sop_class, sop_instance)
+        if outcome.storage_full is not None:  # the batch will be undone; the rest of the body is only read
+            return fail(OUT_OF_RESOURCES, sop_class, sop_instance)
         try:
             batch.store(
                 dataset=dataset, fileobj=part.file, size=part.size, sha256=part.sha256, metadata=received.metadata
             )
         except DuplicateConflict:
             return fail(DUPLICATE_DIFFERENT_CONTENT, sop_class, sop_instance)
+        except StorageUnavailable as exc:
+            if not _out_of_resources(exc):
+                raise
+            outcome.storage_full = exc
+            return fail(OUT_OF_RESOURCES, sop_class, sop_instance)
         outcome.referenced.append(
             {
                 "00081150": {"vr": "UI", "Value": [sop_class]},
@@ -177,6 +217,32 @@ def _retry_later(message: str, *, status: int) -> HttpResponse:
     return dicomweb_error(status, message, headers={"Retry-After": str(settings.DICOMWEB_RETRY_AFTER_SECONDS)})
 
 
+def _out_of_resources(exc: BaseException | None) -> bool:
+    """Whether an error, or one it was raised from (storage wraps the OSError), says the server ran out
+    of room rather than that something is broken."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES_ERRNOS:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _raise_unless_out_of_resources(exc: OSError) -> None:
+    """Other OSErrors (a failing disk, a permission) are errors of the server, answered as before."""
+    if not _out_of_resources(exc):
+        raise exc
+
+
+def _uids_in(fileobj: BinaryIO) -> tuple[str, str]:
+    """The SOP Class and Instance UIDs of a part that could not be kept, read from its first bytes if they
+    hold the header; empty when they do not."""
+    try:
+        dataset = read_stored(fileobj, stop_before_pixels=True)
+        return str(dataset.get("SOPClassUID", "")), str(dataset.get("SOPInstanceUID", ""))
+    except Exception:  # anything unparsable names no instance
+        return "", ""
+
+
 def _failed_item(sop_class: str, sop_instance: str, reason: int) -> dict:
     item = {"00081197": {"vr": "US", "Value": [reason]}}
     if sop_class:
@@ -212,4 +278,7 @@ def _store_response(request: HttpRequest, outcome: StoreOutcome, study: str | No
         status = 202
     else:
         status = 200
-    return JsonResponse(body, status=status, content_type=MEDIA_TYPE)
+    response = JsonResponse(body, status=status, content_type=MEDIA_TYPE)
+    if any(item["00081197"]["Value"][0] == OUT_OF_RESOURCES for item in outcome.failed):
+        response["Retry-After"] = str(settings.DICOMWEB_RETRY_AFTER_SECONDS)  # the room may be there by then
+    return response

@@ -6,8 +6,9 @@ never 403, and every successful read is written to the study access log before a
 Instances are returned exactly as stored: streamed from object storage part by part, in constant
 memory, in their stored transfer syntax (see wado_accept for how Accept is read). Each object's length
 is checked against the index as it streams; its sha256 is not (hashing every byte served would cost
-about half of WADO's throughput): the AI runs check the sha256 of what they read. Metadata comes from the index, never from storage. Frames,
-bulk data and renderings read the stored object only as far as they need (wado_pixels).
+about half of WADO's throughput): the AI runs check the sha256 of what they read. Metadata comes from
+the index, never from storage. Frames, bulk data and renderings read the stored object only as far as
+they need (wado_pixels).
 
 Responses stream after the view has returned, that is after the request's transaction (and its
 row-level-security scope) has ended: everything the stream needs is read before, except metadata,
