@@ -18,9 +18,11 @@ from inference.profiles.base import (
     Refusal,
     body_part_ok,
     body_part_refusal,
+    downsampled,
     image,
     modality_refusal,
     number_ru,
+    scaled,
     text,
 )
 from inference.triton import OutputSpec
@@ -28,14 +30,15 @@ from inference.triton import OutputSpec
 
 @dataclass(frozen=True)
 class ChestXrayPrepared(Prepared):
-    image: np.ndarray
+    image: np.ndarray  # as the model reads it: at most `max_side` pixels along its longer side
+    scale: int = 1  # stored image pixels per model pixel
 
 
 class ChestXray(Profile):
     name = "chest_xray"
     model = "cxr_opacity"
     OUTPUTS = {"PROBABILITY": OutputSpec(np.float32, (1, 1)), "BOXES": OutputSpec(np.int32, (1, 8, 4))}
-    DEFAULT_RULES = {"modalities": ["CR", "DX"], "body_parts": ["CHEST"], "views": ["PA", "AP"]}
+    DEFAULT_RULES = {"modalities": ["CR", "DX"], "body_parts": ["CHEST"], "views": ["PA", "AP"], "max_side": 1024}
 
     def audit(self, headers: list[Dataset], rules: dict | None = None) -> list[Refusal]:
         rules = self.rules(rules)
@@ -60,7 +63,8 @@ class ChestXray(Profile):
 
     def prepare(self, datasets: list[Dataset], rules: dict | None = None) -> ChestXrayPrepared:
         [ds] = datasets
-        return ChestXrayPrepared([str(ds.SOPInstanceUID)], image(ds))
+        picture, scale = downsampled(image(ds), self.rules(rules)["max_side"])
+        return ChestXrayPrepared([str(ds.SOPInstanceUID)], picture, scale)
 
     def requests(self, prepared: ChestXrayPrepared) -> list[dict[str, np.ndarray]]:
         return [{"IMAGE": prepared.image[None]}]
@@ -71,7 +75,7 @@ class ChestXray(Profile):
         probability = float(answer["PROBABILITY"][0, 0])
         boxes = [tuple(int(v) for v in box) for box in answer["BOXES"][0] if box[0] >= 0]
         uid = prepared.sop_instance_uids[0]
-        marks = [Mark(uid, box, f"Затемнение {i}") for i, box in enumerate(boxes, start=1)]
+        marks = [Mark(uid, scaled(box, prepared.scale), f"Затемнение {i}") for i, box in enumerate(boxes, start=1)]
         midline = prepared.image.shape[1] / 2
         right = sum((box[1] + box[3]) / 2 < midline for box in boxes)
         pathology = probability >= pathology_threshold

@@ -22,10 +22,12 @@ from inference.profiles.base import (
     Refusal,
     body_part_ok,
     body_part_refusal,
+    downsampled,
     image,
     in_threads,
     modality_refusal,
     number_ru,
+    scaled,
     text,
 )
 from inference.triton import OutputSpec
@@ -36,7 +38,8 @@ SIDES_RU = {"R": "правой", "L": "левой"}
 @dataclass(frozen=True)
 class MammographyPrepared(Prepared):
     views: list[tuple[str, str]]  # (laterality, view) of each image, in the order of sop_instance_uids
-    images: list[np.ndarray]
+    images: list[np.ndarray]  # as the model reads them: at most `max_side` pixels along the longer side
+    scales: list[int]  # stored image pixels per model pixel, of each image
 
 
 class Mammography(Profile):
@@ -46,7 +49,7 @@ class Mammography(Profile):
         "FIBROGLANDULAR_SHARE": OutputSpec(np.float32, (1, 1)), "BIRADS": OutputSpec(np.int32, (1, 1)),
         "MASSES": OutputSpec(np.int32, (1, 8, 4)),
     }
-    DEFAULT_RULES = {"modalities": ["MG"], "body_parts": ["BREAST"], "views": ["CC", "MLO"]}
+    DEFAULT_RULES = {"modalities": ["MG"], "body_parts": ["BREAST"], "views": ["CC", "MLO"], "max_side": 1024}
 
     def audit(self, headers: list[Dataset], rules: dict | None = None) -> list[Refusal]:
         rules = self.rules(rules)
@@ -71,9 +74,11 @@ class Mammography(Profile):
         return [str(h.SOPInstanceUID) for h in _views(breast, rules).values()]
 
     def prepare(self, datasets: list[Dataset], rules: dict | None = None) -> MammographyPrepared:
+        max_side = self.rules(rules)["max_side"]
+        pictures = in_threads(lambda ds: downsampled(image(ds), max_side), datasets)
         return MammographyPrepared([str(ds.SOPInstanceUID) for ds in datasets],
                                    [(_laterality(ds), text(ds, "ViewPosition")) for ds in datasets],
-                                   in_threads(image, datasets))
+                                   [picture for picture, _ in pictures], [scale for _, scale in pictures])
 
     def requests(self, prepared: MammographyPrepared) -> list[dict[str, np.ndarray]]:
         return [{"IMAGE": view[None]} for view in prepared.images]
@@ -84,10 +89,10 @@ class Mammography(Profile):
         birads = max(int(a["BIRADS"][0, 0]) for a in answers)
         density = DENSITY_CATEGORIES[min(3, int(float(np.median(shares)) / 0.25))]
         marks, largest, mass_sides = [], 0.0, {}
-        for uid, (side, view), picture, answer in zip(prepared.sop_instance_uids, prepared.views, prepared.images,
-                                                      answers, strict=True):
+        for uid, (side, view), picture, scale, answer in zip(prepared.sop_instance_uids, prepared.views,
+                                                             prepared.images, prepared.scales, answers, strict=True):
             boxes = [tuple(int(v) for v in box) for box in answer["MASSES"][0] if box[0] >= 0]
-            marks += [Mark(uid, box, f"Образование {i}") for i, box in enumerate(boxes, start=1)]
+            marks += [Mark(uid, scaled(box, scale), f"Образование {i}") for i, box in enumerate(boxes, start=1)]
             for box in boxes:
                 largest = max(largest, max(box[2] - box[0], box[3] - box[1]) / (max(picture.shape) / 10))
                 mass_sides.setdefault(side, []).append(view)

@@ -124,6 +124,16 @@ def test_a_chest_radiograph_reads_as_its_truth(triton, lesions):
     assert outcome.conclusion_ru.startswith("Рентгенография органов грудной клетки.")
 
 
+def test_a_detector_sized_radiograph_is_read_at_the_models_size_and_marked_on_the_stored_image(triton):
+    ds, truth = chest_radiograph(lesions=2, size=2600, seed=5)
+    prepared, outcome = run("chest_xray", [ds], triton)
+    assert max(prepared.image.shape) <= 1024 and prepared.scale == 3
+    assert outcome.pathology is truth.pathology
+    for finding in truth.findings:  # the marks are in the stored image's pixels, where the SC draws them
+        assert any(inside(centre(finding.box), mark.box) for mark in outcome.marks)
+    assert all(mark.box[2] <= ds.Rows and mark.box[3] <= ds.Columns for mark in outcome.marks)
+
+
 @pytest.mark.parametrize("share", [0.0, 0.35, 0.6])
 def test_a_chest_ct_reads_as_its_truth_from_slices_in_any_order(triton, share):
     datasets, truth = chest_ct(affected_share=share, slices=40, size=96, seed=5)
@@ -227,9 +237,11 @@ def test_a_chest_ct_measures_lesion_volumes_per_lung_and_in_total_as_placed(trit
     assert f"Общий объём поражения: {total:.4g} ml." in report_text(outcome, service, autonomous=False)
 
 
-def test_a_mammogram_reads_as_its_truth(triton):
-    views, truth = mammography_study(density="C", masses=1, size=128, seed=6)
+@pytest.mark.parametrize("size", [128, 2200])  # 2200: read at a third of its size, marked at full size
+def test_a_mammogram_reads_as_its_truth(triton, size):
+    views, truth = mammography_study(density="C", masses=1, size=size, seed=6)
     prepared, outcome = run("mammography", views, triton)
+    assert all(max(picture.shape) <= 1024 for picture in prepared.images)
     assert outcome.category == "BI-RADS 4" and outcome.pathology
     position = dict(zip(prepared.sop_instance_uids, prepared.views, strict=True))
     marked_views = {position[mark.sop_instance_uid] for mark in outcome.marks}
