@@ -381,3 +381,21 @@ def test_object_storage_running_out_of_room_fails_the_request_with_a700_and_keep
     assert Study.objects.get(organization=organization).number_of_instances == 2
     found = client_for(base_url, token).search_for_instances(study_instance_uid=study)
     assert sorted(item["00080018"]["Value"][0] for item in found) == sorted(acknowledged)
+
+
+@pytest.mark.parametrize(("code", "status", "full"), [
+    ("XMinioStorageFull", 507, True), ("XMinioAdminBucketQuotaExceeded", 400, True), ("SlowDown", 507, True),
+    ("AccessDenied", 403, False), ("InternalError", 500, False),
+])
+def test_minio_out_of_room_is_told_from_an_outage(code, status, full):
+    """What MinIO answers when its drives or the bucket's quota are full is 0xA700, not a 503 outage."""
+    from minio.error import S3Error
+    from urllib3 import HTTPResponse
+
+    from medai.archive.storage import StorageUnavailable
+    from medai.dicomweb.stow import _out_of_resources
+
+    answer = S3Error(HTTPResponse(status=status), code, "", "/medai/key", "request", "host")
+    wrapped = StorageUnavailable(str(answer))
+    wrapped.__cause__ = answer  # as the S3 backend raises it: `raise ... from exc`
+    assert _out_of_resources(wrapped) is full

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from minio.error import S3Error
 from python_multipart.multipart import parse_options_header
 
 from medai.accounts.models import Role
@@ -43,6 +44,9 @@ OUT_OF_RESOURCES = 0xA700
 _OUT_OF_RESOURCES_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
 )
+
+# MinIO's answers when its drives or the bucket's quota are full (HTTP 507 Insufficient Storage, or 400).
+_S3_OUT_OF_RESOURCES = frozenset({"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded"})
 
 UPLOAD_ROLES = {Role.UPLOADER, Role.ORG_ADMIN}
 
@@ -218,10 +222,12 @@ def _retry_later(message: str, *, status: int) -> HttpResponse:
 
 
 def _out_of_resources(exc: BaseException | None) -> bool:
-    """Whether an error, or one it was raised from (storage wraps the OSError), says the server ran out
-    of room rather than that something is broken."""
+    """Whether an error, or one it was raised from (storage wraps the OSError or the S3 error), says the
+    server ran out of room rather than that something is broken."""
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES_ERRNOS:
+            return True
+        if isinstance(exc, S3Error) and (exc.code in _S3_OUT_OF_RESOURCES or exc.response.status == 507):
             return True
         exc = exc.__cause__
     return False
