@@ -12,6 +12,7 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    ComputedRadiographyImageStorage,
     CTImageStorage,
     DigitalMammographyXRayImageStorageForPresentation,
     DigitalXRayImageStorageForPresentation,
@@ -22,7 +23,7 @@ from pydicom.uid import (
 _SOP_CLASS = {
     "CT": CTImageStorage,
     "DX": DigitalXRayImageStorageForPresentation,
-    "CR": DigitalXRayImageStorageForPresentation,
+    "CR": ComputedRadiographyImageStorage,
     "MG": DigitalMammographyXRayImageStorageForPresentation,
 }
 _BODY_PART = {"CT": "CHEST", "DX": "CHEST", "CR": "CHEST", "MG": "BREAST"}
