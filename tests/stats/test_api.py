@@ -1,14 +1,15 @@
 """/api/v1/stats: levels, the caller's scope, small-cell suppression above the organization, CSV."""
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from medai.accounts.models import Role
 from medai.stats.models import DailyCount
+from tenants.services import region_ensure
 
 DAY = dt.date(2026, 3, 10)
 WINDOW = "date_from=2026-03-01&date_to=2026-03-31"
@@ -96,10 +97,13 @@ def test_csv(counted, api_client_for):
     assert response.content.decode().splitlines() == ["region,analysed", "RU-MOW,14", "RU-SPE,0"]
 
 
-def test_the_default_window_is_the_last_30_days(counted, api_client_for):
+def test_the_default_window_is_the_last_30_days_up_to_today_in_the_easternmost_region(counted, api_client_for):
     _, small, _, _ = counted
+    region_ensure(code="RU-KAM", name="Камчатский край", time_zone="Asia/Kamchatka")  # UTC+12
     body = api_client_for(Role.ORG_ADMIN, organization=small).get("/api/v1/stats").json()
-    assert body["date_to"] == timezone.localdate().isoformat() and body["rows"] == []
+    kamchatka_today = dt.datetime.now(ZoneInfo("Asia/Kamchatka")).date()  # from noon UTC, UTC's tomorrow
+    assert body["date_to"] == kamchatka_today.isoformat() and body["rows"] == []
+    assert body["date_from"] == (kamchatka_today - dt.timedelta(days=30)).isoformat()
 
 
 def test_the_counts_are_under_row_level_security(counted):

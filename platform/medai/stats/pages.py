@@ -11,12 +11,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from medai.accounts.principal import Principal, Scope, principal_of_member
 from medai.stats.dashboards import dashboard_of
-from medai.stats.selectors import slice_visible
+from medai.stats.selectors import latest_local_day, slice_visible
 from medai.stats.serializers import DEFAULT_DAYS
 from medai.stats.views import STATS_READERS
 from tenants.scope import scope_to_principal
@@ -33,7 +32,7 @@ class DashboardFilter(forms.Form):
     def window(self) -> tuple[dt.date, dt.date, list[str]]:
         """The dates and modalities asked for; the last 30 days of every modality when none (or bad) are given."""
         data = self.cleaned_data if self.is_valid() else {}
-        date_to = data.get("date_to") or timezone.localdate()
+        date_to = data.get("date_to") or latest_local_day()
         date_from = data.get("date_from") or date_to - dt.timedelta(days=DEFAULT_DAYS)
         if date_from > date_to:
             date_from = date_to

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -21,6 +22,7 @@ from django.db import connection
 from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404
+from django.utils import timezone
 
 from inference.records import AIService
 from medai.accounts.principal import Principal, Scope
@@ -41,6 +43,13 @@ HIDDEN = "*"
 
 def small_cell() -> int:
     return settings.STATS_SMALL_CELL
+
+
+def latest_local_day() -> dt.date:
+    """Today in the easternmost region: counts are kept by each region's own day, and every region lies
+    east of UTC (up to UTC+12), so a default range ending on UTC's today would miss Kamchatka's from noon."""
+    zones = Region.objects.values_list("time_zone", flat=True).distinct()
+    return max((timezone.localdate(timezone=ZoneInfo(zone)) for zone in zones), default=timezone.localdate())
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
 import datetime as dt
 
-from django.utils import timezone
 from rest_framework import serializers
 
-from medai.stats.selectors import GROUPS, LEVELS, STATS
+from medai.stats.selectors import GROUPS, LEVELS, STATS, latest_local_day
 
 DEFAULT_DAYS = 30
 
@@ -21,7 +20,7 @@ class StatsQuerySerializer(serializers.Serializer):
     stats = serializers.MultipleChoiceField(choices=STATS, required=False)
 
     def validate(self, data: dict) -> dict:
-        data.setdefault("date_to", timezone.localdate())
+        data.setdefault("date_to", latest_local_day())
         data.setdefault("date_from", data["date_to"] - dt.timedelta(days=DEFAULT_DAYS))
         if data["date_to"] < data["date_from"]:
             raise serializers.ValidationError("date_to раньше date_from.")
