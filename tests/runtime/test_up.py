@@ -83,6 +83,26 @@ def bearer(user: dict) -> dict:
     return {"Authorization": f"Bearer {user['token']}"}
 
 
+def studies_of(credentials: dict, user: dict) -> set[str]:
+    """The Study Instance UIDs a user finds over QIDO-RS."""
+    found = requests.get(f"{credentials['dicomweb_url']}/studies", headers=bearer(user), timeout=10)
+    assert found.status_code == 200
+    return {s["0020000D"]["Value"][0] for s in found.json()}
+
+
+def wait_for_analyses(credentials: dict, ministry: dict, *, count: int, timeout: float = 180) -> dict:
+    """The national totals once `count` studies are analysed (the worker runs them as they come)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        [totals] = requests.get(f"{credentials['base_url']}/api/v1/stats", headers=bearer(ministry),
+                                params={"level": "national"}, timeout=30).json()["rows"] or [{"analysed": 0}]
+        analysed = totals["analysed"] if isinstance(totals["analysed"], int) else 0  # "<5" while few
+        if analysed >= count or time.monotonic() > deadline:
+            assert analysed >= count, totals
+            return totals
+        time.sleep(1)
+
+
 def test_up_serves_demo_tenants_stops_cleanly_and_keeps_state(tmp_path):
     home, port = tmp_path / "home", free_port()
     process = start(home, port, tmp_path / "first.log")
@@ -100,6 +120,9 @@ def test_up_serves_demo_tenants_stops_cleanly_and_keeps_state(tmp_path):
         assert "PostgreSQL (pgserver)" in said and "database migrations" in said
         assert f"http://127.0.0.1:{port}/dashboard/" in said and f"http://127.0.0.1:{port}/dicomweb" in said
         assert all(f"password {u['password']}   token {u['token']}" in said for u in credentials["users"])
+        assert "10 demo studies stored and completed" in said  # five for each demo PACS
+        demo_studies = studies_of(credentials, pacs)
+        assert len(demo_studies) == 5
 
         qido = f"{credentials['dicomweb_url']}/studies"
         assert requests.get(qido, headers=bearer(pacs), timeout=10).status_code == 200
@@ -117,6 +140,12 @@ def test_up_serves_demo_tenants_stops_cleanly_and_keeps_state(tmp_path):
         ready = requests.get(f"{credentials['base_url']}/readyz", timeout=30).json()
         assert set(ready["checks"]) == {"database", "broker", "storage", "triton"}
         assert all(check["ok"] for check in ready["checks"].values()), ready
+        # The demo studies are analysed as any study: in the nation's figures; and in the polyclinic that
+        # enabled autonomy, its normal radiographs closed by AI and its pathologies flagged.
+        wait_for_analyses(credentials, users["ministry"], count=10)
+        [clinic] = requests.get(f"{credentials['base_url']}/api/v1/stats", headers=bearer(users["gp2-admin"]),
+                                timeout=30).json()["rows"]
+        assert clinic["analysed"] == 5 and clinic["autonomous"] >= 1 and clinic["flagged"] >= 1, clinic
     finally:
         code = stop(process, "ctrl-c")
     assert code == 0, (tmp_path / "first.log").read_text()[-3000:]
@@ -129,6 +158,7 @@ def test_up_serves_demo_tenants_stops_cleanly_and_keeps_state(tmp_path):
         processes = platform_processes(process.pid, home)
         assert {u["username"]: (u["password"], u["token"]) for u in again["users"]} == {
             name: (u["password"], u["token"]) for name, u in users.items()}
+        assert studies_of(again, pacs) == {*demo_studies, study.StudyInstanceUID}  # no demo studies sent again
         found = requests.get(f"{again['dicomweb_url']}/studies", params={"StudyInstanceUID": study.StudyInstanceUID},
                              headers=bearer(pacs), timeout=10)
         assert [s["0020000D"]["Value"][0] for s in found.json()] == [study.StudyInstanceUID]

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import environ
 import psutil
+import requests
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
@@ -29,6 +30,7 @@ from inference.demo import demo_services_load
 from medai.paths import PLATFORM_DIR, REPO_ROOT
 from medai.runtime import services
 from medai.runtime.credentials import credentials_prepare, credentials_write
+from medai.runtime.demo_studies import archive_is_empty, demo_studies_send
 
 Say = Callable[..., None]  # say(text, end="\n"): progress for the person at the terminal
 
@@ -47,6 +49,7 @@ class UpOptions:
     with_triton: bool = True
     triton_grpc_port: int | None = None
     triton_http_port: int | None = None
+    demo_studies: bool = True
 
 
 def up(*, home: Path, options: UpOptions, say: Say) -> int:
@@ -106,10 +109,26 @@ class Platform:
             home=self.home, base_url=self.base_url, triton=self.triton))
         self._step("reference AI services", demo_services_load)
         self._step("demo OMS tariffs", demo_tariffs_load)
+        send_demo_studies = self.options.demo_studies and archive_is_empty()
         connections.close_all()  # this process needs the database no more
         self._start_processes()
         credentials_write(self.home, credentials)
+        if send_demo_studies:
+            self._send_demo_studies(credentials)
         print_summary(self, credentials, time.monotonic() - began)
+
+    def _send_demo_studies(self, credentials: dict) -> None:
+        """Into a new, empty archive only; without Triton they could only fail, so they wait for one."""
+        if not self.env.get("TRITON_URL"):
+            self.say("  demo studies: not sent (no Triton to analyse them)")
+            return
+        try:
+            sent = self._step("demo studies (STOW-RS as the demo PACS)", lambda: demo_studies_send(credentials))
+        except requests.RequestException as exc:  # the platform is up: say so, and go on
+            self.say(f"  demo studies: not sent ({exc}); see {self.home / 'logs' / 'web.log'}")
+            return
+        self.say(f"  {sent} demo studies stored and completed: the AI results reach the worklist and the "
+                 "dashboards within a minute or two")
 
     def _step(self, what: str, action: Callable[[], object]) -> object:
         """One progress line per step: its name now, its time when done."""

@@ -19,9 +19,11 @@ class Command(BaseCommand):
                             help="do not start Triton (machines where it cannot run); AI inference is then off")
         parser.add_argument("--triton-grpc-port", type=int, help="Triton's gRPC port (default: a free one)")
         parser.add_argument("--triton-http-port", type=int, help="Triton's HTTP port (default: a free one)")
+        parser.add_argument("--no-demo-studies", action="store_true",
+                            help="do not send the demo studies into a new, empty archive")
 
     def handle(self, *args, port: int, no_triton: bool, triton_grpc_port: int | None,
-               triton_http_port: int | None, **options) -> None:
+               triton_http_port: int | None, no_demo_studies: bool, **options) -> None:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # platformdirs, imported by pgserver
 
         def say(text: str, end: str = "\n") -> None:
@@ -29,5 +31,5 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         options = UpOptions(port=port, with_triton=not no_triton, triton_grpc_port=triton_grpc_port,
-                            triton_http_port=triton_http_port)
+                            triton_http_port=triton_http_port, demo_studies=not no_demo_studies)
         sys.exit(up(home=settings.MEDAI_HOME, options=options, say=say))
