@@ -106,3 +106,12 @@ def test_autonomy_money_and_quality_follow_the_apis_counts(nation, client, api_c
     for tr in rows:
         cells = {cell.get("data-stat"): cell.text_content() for cell in tr.cssselect("td[data-stat]")}
         assert cells["analysed"] == as_text(by_service[tr.get("data-key")]["analysed"])
+
+
+def test_over_a_quarter_the_trend_is_by_month(nation, client, api_client_for):
+    year = "date_from=2025-12-01&date_to=2026-05-31"
+    page = html.fromstring(signed_in(client, Role.MINISTRY_ANALYST).get(f"/dashboard/national?{year}").content)
+    months = api_client_for(Role.MINISTRY_ANALYST).get(f"/api/v1/stats?{year}&level=national&group_by=month")
+    rows = months.json()["rows"]
+    assert [row["month"] for row in rows] and all(len(row["month"]) == 7 for row in rows)  # "2026-03"
+    assert [tr.get("data-key") for tr in page.cssselect("#trend-table tbody tr")] == [row["month"] for row in rows]
