@@ -1,4 +1,4 @@
-"""Fixtures of AI analysis: S3 storage only, a RIS stand-in receiving webhooks, and `wait_for`. (The
+"""Fixtures of AI analysis: S3 storage only, a RIS stand-in receiving webhooks, `finished` and `wait_for`. (The
 reference services, archived studies and the in-process worker are in tests/conftest.py: billing uses
 them too.)
 
@@ -16,6 +16,14 @@ import pytest
 def storage_backend() -> dict[str, str]:
     """AI analysis reads and writes through the archive, whose tests cover both backends: S3 suffices here."""
     return {"S3_ENDPOINT_URL": os.environ["S3_ENDPOINT_URL"]}
+
+
+def finished(analysis):
+    """The analysis, read again, once it has ended with its SR (a result or a refusal) stored; else None."""
+    from inference.records import Analysis
+
+    analysis.refresh_from_db()
+    return analysis if analysis.status in Analysis.FINAL and analysis.sr_sop_instance_uid else None
 
 
 def wait_for(condition, timeout: float = 60.0, interval: float = 0.2):

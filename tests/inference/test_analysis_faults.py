@@ -19,7 +19,7 @@ from inference.services import study_route
 from medai.archive.models import Instance
 from medai.archive.services import study_complete
 from tests.conftest import ROOT, _database_url_of
-from tests.inference.conftest import wait_for
+from tests.inference.conftest import finished, wait_for
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(240)
@@ -30,11 +30,6 @@ def closed_breakers():
     triton_client.breakers_reset()
     yield
     triton_client.breakers_reset()
-
-
-def finished(analysis: Analysis) -> Analysis | None:
-    analysis.refresh_from_db()
-    return analysis if analysis.status in Analysis.FINAL and analysis.sr_sop_instance_uid else None
 
 
 def results_in_study(study) -> list[str]:

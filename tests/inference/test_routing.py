@@ -1,13 +1,12 @@
 """A completed study goes to every enabled service whose rules match it, once; otherwise it is *not routed*,
 with a reason the clinic can read."""
 
-import time
-
 from inference.phantoms import chest_radiograph, mammography_study
 from inference.records import AIService, Analysis, WorklistEntry
 from inference.services import study_route
 from medai.archive.models import Instance
 from medai.archive.synthetic import make_series
+from tests.inference.conftest import finished, wait_for
 
 
 def test_a_chest_radiograph_goes_to_the_chest_radiograph_service_only(
@@ -46,10 +45,7 @@ def test_a_study_no_service_accepts_is_not_routed_with_its_reason_and_gets_its_a
     assert analysis.status == Analysis.Status.NOT_ROUTED
     assert "CT HEAD" in analysis.reason
     assert WorklistEntry.objects.get(study=study).status == WorklistEntry.Status.READY
-    deadline = time.monotonic() + 30
-    while not analysis.sr_sop_instance_uid and time.monotonic() < deadline:  # the *not analysable* SR
-        time.sleep(0.2)
-        analysis.refresh_from_db()
+    analysis = wait_for(lambda: finished(analysis), timeout=30)  # the *not analysable* SR
     report = Instance.objects.get(study=study, sop_instance_uid=analysis.sr_sop_instance_uid)
     assert report.series.modality == "SR"
 
@@ -79,9 +75,6 @@ def test_the_views_a_service_accepts_narrow_its_audit(tenant_factory, reference_
     AIService.objects.filter(code="ref-chest-xray").update(views=["PA"])  # the operator accepts PA only
     study = archived_study(organization, [chest_radiograph(size=64, view="AP")[0]])
     [analysis] = study_route(study_id=study.id)
-    deadline = time.monotonic() + 30
-    while analysis.status not in Analysis.FINAL and time.monotonic() < deadline:
-        time.sleep(0.2)
-        analysis.refresh_from_db()
+    analysis = wait_for(lambda: finished(analysis), timeout=30)
     assert (analysis.status, analysis.reason_code) == (Analysis.Status.NOT_ANALYSABLE, "not_frontal")
     assert "только для PA." in analysis.reason

@@ -3,7 +3,6 @@ another's study, and a run whose worker died goes back to the queue, or fails wi
 last attempt."""
 
 import datetime as dt
-import time
 
 from django.utils import timezone
 
@@ -12,6 +11,7 @@ from inference.records import Analysis, WorklistEntry
 from inference.scheduling import analyses_dispatch
 from inference.services import study_route
 from medai.archive.models import Instance
+from tests.inference.conftest import finished, wait_for
 
 
 def queue_studies(organization, count, archived_study, *, priority=""):
@@ -87,10 +87,7 @@ def test_an_analysis_whose_worker_died_on_its_last_attempt_fails_and_the_clinic_
     assert WorklistEntry.objects.get(study_id=lost.study_id).status == WorklistEntry.Status.READY
     waiting.refresh_from_db()
     assert waiting.status == Analysis.Status.QUEUED
-    deadline = time.monotonic() + 30
-    while not lost.sr_sop_instance_uid and time.monotonic() < deadline:  # the not-analysable SR, by the worker
-        time.sleep(0.2)
-        lost.refresh_from_db()
+    lost = wait_for(lambda: finished(lost), timeout=30)  # the not-analysable SR, by the worker
     assert Instance.objects.filter(study_id=lost.study_id, sop_instance_uid=lost.sr_sop_instance_uid).exists()
 
 

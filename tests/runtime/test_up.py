@@ -20,6 +20,7 @@ import requests
 from medai.archive.synthetic import make_instance, to_bytes
 from medai.runtime.services import free_port
 from tests.dicomweb.stow_client import multipart, stow
+from tests.inference.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(360)
 
@@ -90,17 +91,15 @@ def studies_of(credentials: dict, user: dict) -> set[str]:
     return {s["0020000D"]["Value"][0] for s in found.json()}
 
 
-def wait_for_analyses(credentials: dict, ministry: dict, *, count: int, timeout: float = 180) -> dict:
-    """The national totals once `count` studies are analysed (the worker runs them as they come)."""
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_for_analyses(credentials: dict, ministry: dict, *, count: int) -> None:
+    """Until the nation's figures show `count` studies analysed (the worker runs them as they come)."""
+
+    def analysed() -> bool:
         [totals] = requests.get(f"{credentials['base_url']}/api/v1/stats", headers=bearer(ministry),
                                 params={"level": "national"}, timeout=30).json()["rows"] or [{"analysed": 0}]
-        analysed = totals["analysed"] if isinstance(totals["analysed"], int) else 0  # "<5" while few
-        if analysed >= count or time.monotonic() > deadline:
-            assert analysed >= count, totals
-            return totals
-        time.sleep(1)
+        return isinstance(totals["analysed"], int) and totals["analysed"] >= count  # "<5" while few
+
+    wait_for(analysed, timeout=180, interval=1)
 
 
 def test_up_serves_demo_tenants_stops_cleanly_and_keeps_state(tmp_path):
