@@ -232,8 +232,7 @@ def _client_drop(protocol: str, url: str, timeout_s: float) -> None:
     with _lock:
         client = _clients.pop(_client_key(protocol, url, timeout_s), None)
     if client is not None:
-        with contextlib.suppress(Exception):  # a connection that failed may fail to close too
-            client.close()
+        _close_quietly(client)
 
 
 @atexit.register
@@ -244,8 +243,12 @@ def _clients_close() -> None:
         clients = list(_clients.values())
         _clients.clear()
     for client in clients:
-        with contextlib.suppress(Exception):
-            client.close()
+        _close_quietly(client)
+
+
+def _close_quietly(client) -> None:
+    with contextlib.suppress(Exception):  # a connection that failed may fail to close too
+        client.close()
 
 
 def _served_version(answer, protocol: str) -> str:

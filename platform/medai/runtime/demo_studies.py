@@ -13,8 +13,10 @@ import requests
 from pydicom import Dataset
 
 from inference.phantoms import chest_ct, chest_radiograph, mammography_study
+from medai.archive.models import Study
 from medai.archive.synthetic import Patient, to_bytes
 from medai.dicomweb import multipart_writer
+from tenants.scope import dangerously_unscoped
 
 DICOM = "application/dicom"
 # Invented patients, a different one per study: (name, sex, birth date)
@@ -68,9 +70,6 @@ def _store(session: requests.Session, dicomweb_url: str, datasets: list[Dataset]
 
 def archive_is_empty() -> bool:
     """Whether no clinic has stored anything yet: a new home, or one whose studies were all removed."""
-    from medai.archive.models import Study
-    from tenants.scope import dangerously_unscoped
-
     with dangerously_unscoped():
         return not Study.objects.exists()
 
